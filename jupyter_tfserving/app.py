@@ -1,0 +1,177 @@
+"""``TFServingApp``: the Jupyter server extension, and ``jupyter tfserving`` standalone.
+
+Config lives here as traitlets and becomes plain ``ServiceOptions`` for the data plane. The
+extension builds one :class:`~jupyter_tfserving.service.ModelService` when the server loads it,
+starts polling the repository once the server's event loop runs, and stops it (letting in-flight
+requests finish) when the server shuts down. Importing this module does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+from traitlets import Bool, Float, Int, Unicode, default, validate
+
+from .core.manager import ManagerOptions
+from .rest.handlers import SERVICE_SETTING, NotFoundHandler, V1Handler
+from .service import CONFIG_FILE_NAME, ModelService, ServiceOptions
+
+
+class TFServingApp(ExtensionApp):
+    """TensorFlow Serving's model manager and REST API inside the Jupyter server."""
+
+    name = "jupyter_tfserving"
+    description = "Serve TensorFlow models with TF Serving's REST API from the Jupyter server."
+    load_other_extensions = True
+
+    model_root = Unicode(
+        config=True,
+        help="The model repository, in TF Serving's layout: <model_root>/<name>/<version>/. "
+        "Created if missing. Default: <jupyter data dir>/tfserving/models.",
+    )
+    model_config_file = Unicode(
+        "",
+        config=True,
+        help="A ModelServerConfig text proto (TF Serving's --model_config_file). Default: "
+        "<model_root>/models.config when that file exists; otherwise every directory of "
+        "model_root is served with the latest(1) version policy.",
+    )
+    file_system_poll_wait_seconds = Float(
+        1.0,
+        config=True,
+        help="Seconds between scans of the repository for new or removed versions "
+        "(TF Serving's --file_system_poll_wait_seconds). 0 scans once at start.",
+    )
+    model_config_file_poll_wait_seconds = Float(
+        1.0,
+        config=True,
+        help="Seconds between checks of the config file for changes "
+        "(TF Serving's --model_config_file_poll_wait_seconds, whose default 0 means read once; "
+        "here the default re-reads it, because notebooks edit it). 0 reads it once.",
+    )
+    url_prefix = Unicode(
+        "tfserving",
+        config=True,
+        help="Where the REST API is mounted, under the server's base_url: "
+        "{base_url}{url_prefix}/v1/models/...",
+    )
+    allow_version_labels_for_unavailable_models = Bool(
+        False,
+        config=True,
+        help="Allow a version label to point at a version that is not AVAILABLE "
+        "(TF Serving's flag of the same name).",
+    )
+    max_num_load_retries = Int(
+        5,
+        config=True,
+        help="How many times a failed load is retried before the version goes to END with "
+        "its error (TF Serving's --max_num_load_retries).",
+    )
+    load_retry_interval_seconds = Float(
+        1.0,
+        config=True,
+        help="Seconds between load retries (TF Serving's --load_retry_interval_micros, "
+        "whose default is one minute; shorter here so a broken version shows its error soon).",
+    )
+    rest_api_timeout_in_ms = Int(
+        30000,
+        config=True,
+        help="Deadline of one REST request in milliseconds (TF Serving's "
+        "--rest_api_timeout_in_ms); a request past it answers 504. 0 means no deadline.",
+    )
+    num_load_threads = Int(2, config=True, help="Threads that load and unload models.")
+    num_request_threads = Int(
+        8,
+        config=True,
+        help="Threads that decode requests, run models and encode answers, off the IOLoop.",
+    )
+
+    @default("model_root")
+    def _default_model_root(self) -> str:
+        return os.path.join(jupyter_data_dir(), "tfserving", "models")
+
+    @validate("url_prefix")
+    def _validate_url_prefix(self, proposal: dict[str, Any]) -> str:
+        prefix = proposal["value"].strip("/")
+        if not prefix:
+            raise ValueError("url_prefix must not be empty")
+        return prefix
+
+    @default("default_url")
+    def _default_default_url(self) -> str:
+        return f"/{self.url_prefix}/v1/models"
+
+    service: ModelService | None = None
+
+    def service_options(self) -> ServiceOptions:
+        """The traitlets as plain options for the data plane."""
+        model_root = os.path.abspath(os.path.expanduser(self.model_root))
+        config_file = self.model_config_file
+        if config_file:
+            config_file = os.path.abspath(os.path.expanduser(config_file))
+        return ServiceOptions(
+            model_root=model_root,
+            model_config_file=config_file or None,
+            file_system_poll_wait_seconds=self.file_system_poll_wait_seconds,
+            model_config_file_poll_wait_seconds=self.model_config_file_poll_wait_seconds,
+            num_request_threads=self.num_request_threads,
+            request_timeout_seconds=(
+                self.rest_api_timeout_in_ms / 1000 if self.rest_api_timeout_in_ms > 0 else None
+            ),
+            manager=ManagerOptions(
+                max_num_load_retries=self.max_num_load_retries,
+                load_retry_interval_seconds=self.load_retry_interval_seconds,
+                allow_version_labels_for_unavailable_models=(
+                    self.allow_version_labels_for_unavailable_models
+                ),
+                num_load_threads=self.num_load_threads,
+            ),
+        )
+
+    @property
+    def api_prefix(self) -> str:
+        """The REST prefix P, relative to the server's base_url."""
+        return f"/{self.url_prefix}"
+
+    def initialize_settings(self) -> None:
+        """Build the service and start polling the repository. Starting is non-blocking (one
+        poller thread; loads run on worker threads), so it is safe while the server loads."""
+        self.service = ModelService(self.service_options())
+        self.settings[SERVICE_SETTING] = self.service
+        self.service.start()
+
+    def initialize_handlers(self) -> None:
+        prefix = self.api_prefix
+        self.handlers.extend(
+            [
+                (url_path_join(prefix, "v1", "(.*)"), V1Handler),
+                (url_path_join(prefix, "(.*)"), NotFoundHandler),
+            ]
+        )
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        assert self.service is not None
+        url = url_path_join(serverapp.connection_url, self.api_prefix, "v1", "models")
+        self.log.info(
+            "jupyter_tfserving: REST API at %s (models from %s%s)",
+            url,
+            self.service.model_root,
+            f", config {self.service.config_path}" if self.service.config_path else "",
+        )
+
+    async def stop_extension(self) -> None:
+        if self.service is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.service.stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``jupyter tfserving``: a Jupyter server whose default app is this extension."""
+    TFServingApp.launch_instance(argv)
+
+
+__all__ = ["TFServingApp", "main", "CONFIG_FILE_NAME"]

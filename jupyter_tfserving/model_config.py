@@ -1,0 +1,135 @@
+"""``models.config``: TF Serving's ModelServerConfig text proto, read with its own messages.
+
+Parsed with ``google.protobuf.text_format`` into
+``tensorflow_serving.config.model_server_config_pb2.ModelServerConfig`` (which does not import
+TensorFlow) and turned into plain :class:`~jupyter_tfserving.core.model_spec.ModelSpec` objects
+for the core. Called on the source's poller thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Sequence
+
+from google.protobuf import text_format
+from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
+
+from .core.model_spec import ModelSpec, check_model_name
+from .core.status import ServingError, invalid_argument
+from .core.version_policy import All, Latest, Specific, VersionPolicy
+
+log = logging.getLogger(__name__)
+
+
+def parse_model_config(text: str, config_dir: str) -> list[ModelSpec]:
+    """Parse a ModelServerConfig text proto.
+
+    ``base_path`` may use ``${VAR}`` environment references (TF Serving's own test configs do);
+    a relative ``base_path`` is taken relative to ``config_dir``, so a repository can be moved
+    as a whole. Raises INVALID_ARGUMENT with the parser's message for anything malformed,
+    including ``custom_model_config`` (which only TF Serving's C++ build can interpret).
+    """
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as exc:
+        raise invalid_argument(f"Invalid model config: {exc}") from None
+    which = config.WhichOneof("config")
+    if which is None:
+        return []
+    if which != "model_config_list":
+        raise invalid_argument(f"Invalid model config: {which} is not supported")
+    specs: list[ModelSpec] = []
+    for model in config.model_config_list.config:
+        name = check_model_name(model.name)
+        if not model.base_path:
+            raise invalid_argument(f"Invalid model config: model {name!r} has no base_path")
+        base_path = os.path.expandvars(model.base_path)
+        if not os.path.isabs(base_path):
+            base_path = os.path.join(config_dir, base_path)
+        platform = model.model_platform or "tensorflow"
+        specs.append(
+            ModelSpec(
+                name=name,
+                base_path=os.path.abspath(base_path),
+                platform=platform,
+                version_policy=_policy(model.model_version_policy),
+                labels=dict(model.version_labels),
+            )
+        )
+    return specs
+
+
+_VersionPolicyProto = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
+
+
+def _policy(policy: _VersionPolicyProto) -> VersionPolicy:
+    which = policy.WhichOneof("policy_choice")
+    if which == "all":
+        return All()
+    if which == "specific":
+        return Specific(list(policy.specific.versions))
+    if which == "latest" and policy.latest.num_versions > 0:
+        return Latest(policy.latest.num_versions)
+    return Latest(1)
+
+
+def read_model_config(path: str) -> list[ModelSpec]:
+    """Read and parse the config file at ``path`` (see :func:`parse_model_config`)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise invalid_argument(f"Cannot read model config {path}: {exc}") from None
+    return parse_model_config(text, os.path.dirname(os.path.abspath(path)))
+
+
+class ModelConfigFile:
+    """A config file that is re-read when it changes.
+
+    ``specs()`` is the source's spec provider: it re-reads the file when its modification time
+    or size changed and at least ``poll_wait_seconds`` passed since the last read
+    (``poll_wait_seconds <= 0``: read once). A file that fails to parse is logged and the last
+    good configuration stays in force, as TF Serving does on a bad reload; ``error`` says why.
+    """
+
+    def __init__(self, path: str, poll_wait_seconds: float = 1.0) -> None:
+        self.path = path
+        self.poll_wait_seconds = poll_wait_seconds
+        self.error: str | None = None
+        self._stamp: tuple[float, int] | None = None
+        self._specs: list[ModelSpec] = []
+        self._loaded = False
+        self._checked_at = 0.0
+
+    def specs(self) -> Sequence[ModelSpec]:
+        now = time.monotonic()
+        if self._loaded and (
+            self.poll_wait_seconds <= 0 or now - self._checked_at < self.poll_wait_seconds
+        ):
+            return self._specs
+        self._checked_at = now
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime, st.st_size)
+        except OSError as exc:
+            if not self._loaded:
+                self.error = f"Cannot read model config {self.path}: {exc}"
+                log.error("%s", self.error)
+                self._loaded = True
+            return self._specs
+        if self._loaded and stamp == self._stamp:
+            return self._specs
+        try:
+            specs = read_model_config(self.path)
+        except ServingError as exc:
+            self.error = exc.message
+            log.error("%s; keeping the previous configuration", exc.message)
+        else:
+            self._specs = specs
+            self.error = None
+        self._stamp = stamp
+        self._loaded = True
+        return self._specs

@@ -1,0 +1,166 @@
+"""Tornado handlers: thin adapters from HTTP to ``rest.v1`` functions.
+
+Every route is a jupyter_server ``APIHandler``: it needs the Jupyter login (token header,
+``?token=`` or cookie with XSRF for browser POSTs) and passes jupyter_server's authorizer with
+``auth_resource = "tfserving"`` (GET is ``read``, POST is ``write``). Work runs on the service's
+request threads; the IOLoop only parses the URL and writes bytes. All errors, including
+authentication ones, are answered as ``{"error": message}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Callable
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from ..core.status import ServingError, invalid_argument
+from ..service import ModelService
+from . import v1
+from .errors import error_body, http_status
+
+AUTH_RESOURCE = "tfserving"
+SERVICE_SETTING = "jupyter_tfserving.service"
+
+_MAX_VERSION = 2**63 - 1
+_MODEL = r"models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+_GET_ROUTE = re.compile(rf"^{_MODEL}(?P<metadata>/metadata)?$")
+_POST_ROUTE = re.compile(rf"^{_MODEL}:(?P<verb>predict|classify|regress)$")
+_POST_VERBS: dict[str, Callable[[ModelService, v1.ModelRef, bytes], v1.Answer]] = {
+    "predict": v1.predict,
+    "classify": v1.classify,
+    "regress": v1.regress,
+}
+
+
+class TFServingHandler(APIHandler):
+    """Base: service access, error mapping and running work off the IOLoop."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def service(self) -> ModelService:
+        return self.settings[SERVICE_SETTING]
+
+    async def in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the service's request threads."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.service.executor, fn, *args
+        )
+
+    def send_json(self, body: bytes, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(body)
+
+    def send_error_message(self, status: int, message: str) -> None:
+        self.clear_header("X-Model-Version")
+        self.send_json(error_body(message), status)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors that escape a handler (authentication, authorization, XSRF, bugs) get TF
+        Serving's body too; a bug is logged with its traceback, the client sees none."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError):
+            message = exc.log_message or exc.reason or self._reason
+        else:
+            message = "Internal error"
+        self.set_header("Content-Type", "application/json")
+        self.finish(error_body(message))
+
+    async def run_api(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run an API function in a worker within the request deadline; answer its
+        ServingError (or 504 past the deadline) and return None then. A request past its
+        deadline still finishes in its worker and releases its handle there."""
+        try:
+            return await asyncio.wait_for(
+                self.in_worker(fn, *args), self.service.options.request_timeout_seconds
+            )
+        except asyncio.TimeoutError:
+            self.send_error_message(504, "Request timed out: deadline exceeded")
+        except ServingError as exc:
+            self.send_error_message(http_status(exc.code), exc.message)
+        except Exception:
+            self.log.exception("jupyter_tfserving: unexpected error in %s", self.request.path)
+            self.send_error_message(500, "Internal error")
+        return None
+
+
+def _model_ref(match: re.Match[str]) -> v1.ModelRef:
+    version = match.group("version")
+    if version is not None and int(version) > _MAX_VERSION:
+        raise invalid_argument(f"Version {version} is out of range")
+    return v1.ModelRef(
+        name=match.group("name"),
+        version=int(version) if version is not None else None,
+        label=match.group("label"),
+    )
+
+
+class V1Handler(TFServingHandler):
+    """``P/v1/...``: TF Serving's REST API, dispatched like TF Serving's HttpRestApiHandler.
+
+    Anything under ``P/v1/`` that is not one of its routes is answered
+    ``400 {"error": "Malformed request: METHOD PATH"}``, as TF Serving does.
+    """
+
+    def _malformed(self) -> None:
+        self.send_error_message(400, f"Malformed request: {self.request.method} {self.request.path}")
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str) -> None:
+        if path in ("models", "models/"):
+            data = await self.run_api(v1.list_models, self.service)
+        else:
+            match = _GET_ROUTE.match(path)
+            if match is None:
+                return self._malformed()
+            try:
+                ref = _model_ref(match)
+            except ServingError as exc:
+                return self.send_error_message(http_status(exc.code), exc.message)
+            fn = v1.model_metadata if match.group("metadata") else v1.model_status
+            data = await self.run_api(fn, self.service, ref)
+        if data is not None:
+            self.send_json(v1.dumps(data))
+
+    @web.authenticated
+    @authorized
+    async def post(self, path: str) -> None:
+        match = _POST_ROUTE.match(path)
+        if match is None:
+            return self._malformed()
+        try:
+            ref = _model_ref(match)
+        except ServingError as exc:
+            return self.send_error_message(http_status(exc.code), exc.message)
+        answer = await self.run_api(_POST_VERBS[match.group("verb")], self.service, ref,
+                                    self.request.body)
+        if answer is not None:
+            self.set_header("X-Model-Version", str(answer.version))
+            self.send_json(answer.body)
+
+    @web.authenticated
+    @authorized
+    async def put(self, path: str) -> None:
+        self._malformed()
+
+    @web.authenticated
+    @authorized
+    async def delete(self, path: str) -> None:
+        self._malformed()
+
+
+class NotFoundHandler(TFServingHandler):
+    """Everything else under the prefix: a JSON 404 rather than an HTML page."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str) -> None:
+        self.send_error_message(404, f"Not found: {self.request.path}")
+
+    post = put = delete = get

@@ -1,0 +1,153 @@
+"""TF Serving's v1 REST semantics, free of any web framework.
+
+Each function takes the :class:`~jupyter_tfserving.service.ModelService`, the model reference
+parsed from the URL and (for POSTs) the raw body, and returns JSON-ready data or bytes. They run
+on request worker threads, because they parse JSON, convert tensors and run models; the tornado
+handlers only await them. Errors are raised as ``ServingError`` with TF Serving's messages.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..core.servable import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    REGRESS_METHOD,
+    Servable,
+    SignatureInfo,
+)
+from ..core.state import VersionStatus
+from ..core.status import Code, ServingError, invalid_argument, not_found
+from . import json_codec
+
+if TYPE_CHECKING:
+    from ..service import ModelService
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """``/v1/models/{name}[/versions/{version} | /labels/{label}]``."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A successful answer: the JSON body and the version that produced it."""
+
+    body: bytes
+    version: int
+
+
+def _signature(servable: Servable, name: str) -> SignatureInfo:
+    signatures = servable.signatures()
+    if name not in signatures:
+        raise invalid_argument(f'Serving signature name: "{name}" not found in signature def')
+    return signatures[name]
+
+
+def _check_method(signature: SignatureInfo, expected: str, what: str) -> None:
+    if signature.method_name != expected:
+        raise invalid_argument(
+            f"Expected {what} signature method_name to be {expected}. "
+            f"Was: {signature.method_name}"
+        )
+
+
+def predict(service: "ModelService", ref: ModelRef, body: bytes) -> Answer:
+    request = json_codec.parse_predict_request(body)
+    with service.manager.acquire(ref.name, ref.version, ref.label) as handle:
+        name = request.signature_name or DEFAULT_SIGNATURE
+        signature = _signature(handle.servable, name)
+        inputs = json_codec.decode_inputs(request, signature)
+        outputs = handle.servable.run(name, inputs)
+        return Answer(json_codec.encode_predict_response(outputs, request.row_format),
+                      handle.id.version)
+
+
+def classify(service: "ModelService", ref: ModelRef, body: bytes) -> Answer:
+    signature_name, batch = json_codec.parse_examples_request(body)
+    with service.manager.acquire(ref.name, ref.version, ref.label) as handle:
+        name = signature_name or DEFAULT_SIGNATURE
+        _check_method(_signature(handle.servable, name), CLASSIFY_METHOD, "classification")
+        outputs = handle.servable.run_examples(name, batch)
+        return Answer(json_codec.encode_classify_response(outputs), handle.id.version)
+
+
+def regress(service: "ModelService", ref: ModelRef, body: bytes) -> Answer:
+    signature_name, batch = json_codec.parse_examples_request(body)
+    with service.manager.acquire(ref.name, ref.version, ref.label) as handle:
+        name = signature_name or DEFAULT_SIGNATURE
+        _check_method(_signature(handle.servable, name), REGRESS_METHOD, "regression")
+        outputs = handle.servable.run_examples(name, batch)
+        return Answer(json_codec.encode_regress_response(outputs), handle.id.version)
+
+
+def _status_json(status: VersionStatus) -> dict[str, Any]:
+    error = status.error
+    return {
+        "version": str(status.version),
+        "state": status.state.value,
+        "status": {
+            "error_code": error.code.name if error is not None else Code.OK.name,
+            "error_message": error.message if error is not None else "",
+        },
+    }
+
+
+def model_status(service: "ModelService", ref: ModelRef) -> dict[str, Any]:
+    """GetModelStatus: every version the manager knows (END ones included), newest first."""
+    statuses = service.manager.version_statuses(ref.name)
+    version = ref.version
+    if ref.label is not None:
+        labels = service.manager.labels(ref.name)
+        if ref.label not in labels:
+            raise invalid_argument(f"Unrecognized servable version label: {ref.label}")
+        version = labels[ref.label]
+    if version is not None:
+        statuses = [s for s in statuses if s.version == version]
+        if not statuses:
+            raise not_found(f"Could not find version {version} of model {ref.name}")
+    return {"model_version_status": [_status_json(s) for s in statuses]}
+
+
+def model_metadata(service: "ModelService", ref: ModelRef) -> dict[str, Any]:
+    """GetModelMetadata with ``signature_def``, as TF Serving writes it."""
+    with service.manager.acquire(ref.name, ref.version, ref.label) as handle:
+        return {
+            "model_spec": {
+                "name": ref.name,
+                "signature_name": "",
+                "version": str(handle.id.version),
+            },
+            "metadata": handle.servable.metadata(),
+        }
+
+
+def list_models(service: "ModelService") -> dict[str, Any]:
+    """``GET /v1/models`` (not in TF Serving): every model with its versions and labels."""
+    models = []
+    for name in sorted(service.manager.model_names()):
+        try:
+            statuses = service.manager.version_statuses(name)
+        except ServingError as exc:  # a model forgotten between the two calls
+            if exc.code == Code.NOT_FOUND:
+                continue
+            raise
+        models.append(
+            {
+                "name": name,
+                "labels": {k: str(v) for k, v in sorted(service.manager.labels(name).items())},
+                "model_version_status": [_status_json(s) for s in statuses],
+            }
+        )
+    return {"models": models}
+
+
+def dumps(data: Any) -> bytes:
+    return json.dumps(data).encode()

@@ -1,0 +1,144 @@
+"""TFServingApp as a whole: configuration, start-up without TensorFlow, hot swaps under traffic,
+failed loads, and the standalone and demo commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jupyter_tfserving.app import TFServingApp
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_trait_has_help():
+    names = [
+        "model_root", "model_config_file", "file_system_poll_wait_seconds",
+        "model_config_file_poll_wait_seconds", "url_prefix",
+        "allow_version_labels_for_unavailable_models", "max_num_load_retries",
+        "rest_api_timeout_in_ms",
+    ]
+    traits = TFServingApp.class_traits(config=True)
+    for name in names:
+        assert name in traits and traits[name].help, name
+
+
+def test_traits_become_plain_options(tmp_path):
+    app = TFServingApp(model_root=str(tmp_path / "r"), max_num_load_retries=2,
+                       rest_api_timeout_in_ms=0, url_prefix="/serve/")
+    options = app.service_options()
+    assert options.model_root == str(tmp_path / "r")
+    assert options.manager.max_num_load_retries == 2
+    assert options.request_timeout_seconds is None
+    assert app.api_prefix == "/serve"
+
+
+def test_empty_repository_starts_without_tensorflow(tmp_path):
+    code = f"""
+import sys
+from jupyter_server.serverapp import ServerApp
+app = ServerApp.instance()
+app.initialize(argv=["--allow-root", "--port=0", "--ServerApp.open_browser=False",
+                     "--TFServingApp.model_root={tmp_path}",
+                     "--ServerApp.jpserver_extensions={{'jupyter_tfserving': True}}"],
+               find_extensions=False)
+ext = app.web_app.settings["jupyter_tfserving.service"]
+ext.reload()
+print("LOADED" if "jupyter_tfserving" in app.extension_manager.extensions else "MISSING")
+print("TF" if any(m == "tensorflow" or m.startswith("tensorflow.") for m in sys.modules) else "NO-TF")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["LOADED", "NO-TF"], out.stdout + out.stderr[-3000:]
+
+
+async def test_hot_swap_keeps_every_request_succeeding(rest, publish, model_root):
+    publish("half_plus_two", 1)
+    await rest.wait_for("half_plus_two", 1)
+    results: list[tuple[int, str]] = []
+    stop = asyncio.Event()
+
+    async def client() -> None:
+        while not stop.is_set():
+            code, data, headers = await rest.call("/v1/models/half_plus_two:predict",
+                                                  {"instances": [[4.0]]})
+            assert (code, data) == (200, {"predictions": [[4.0]]}), (code, data)
+            results.append((code, headers["X-Model-Version"]))
+
+    clients = [asyncio.create_task(client()) for _ in range(4)]
+    await asyncio.sleep(0.3)
+    publish("half_plus_two", 2)  # a new version directory appears, renamed into place
+    await rest.wait_for("half_plus_two", 2)
+    await rest.wait_for("half_plus_two", 1, state="END")
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.gather(*clients)
+    versions = [v for _, v in results]
+    assert set(versions) == {"1", "2"}
+    # Once version 2 answered, version 1 never answered again (no flapping back).
+    assert "1" not in versions[versions.index("2") + 4:]
+
+
+async def test_failed_new_version_leaves_the_old_one_serving(rest, publish, model_root):
+    publish("half_plus_two", 1)
+    await rest.wait_for("half_plus_two", 1)
+    broken = model_root / "half_plus_two" / "5"
+    staging = model_root / "half_plus_two" / ".staging"
+    staging.mkdir()
+    (staging / "saved_model.pb").write_bytes(b"this is not a SavedModel")
+    os.replace(staging, broken)
+    entry = await rest.wait_for("half_plus_two", 5, state="END")
+    assert entry["status"]["error_code"] != "OK"
+    assert entry["status"]["error_message"]
+    code, data, headers = await rest.call("/v1/models/half_plus_two:predict", {"instances": [[0.0]]})
+    assert (code, data, headers["X-Model-Version"]) == (200, {"predictions": [[2.0]]}, "1")
+    code, data, _ = await rest.call("/v1/models/half_plus_two")
+    assert [(s["version"], s["state"]) for s in data["model_version_status"]] == [
+        ("5", "END"), ("1", "AVAILABLE")]
+
+
+async def test_removed_model_directory_unloads_it(rest, publish, model_root):
+    publish("half_plus_two", 1)
+    await rest.wait_for("half_plus_two", 1)
+    shutil.rmtree(model_root / "half_plus_two")
+    await rest.wait_for("half_plus_two", 1, state="END")
+    code, data, _ = await rest.call("/v1/models/half_plus_two:predict", {"instances": [[0.0]]})
+    assert code == 404
+
+
+def test_standalone_command_help():
+    out = subprocess.run([sys.executable, "-m", "jupyter_tfserving", "--help-all"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--TFServingApp.model_root" in out.stdout
+
+
+def test_server_config_enables_the_extension():
+    from jupyter_core.paths import jupyter_config_path
+
+    found = []
+    for directory in jupyter_config_path():
+        path = Path(directory) / "jupyter_server_config.d" / "jupyter_tfserving.json"
+        if path.is_file():
+            found.append(json.loads(path.read_text()))
+    assert {"ServerApp": {"jpserver_extensions": {"jupyter_tfserving": True}}} in found
+
+
+def test_demo_serves_and_answers(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter_tfserving.demo", "--check",
+         "--model-root", str(tmp_path / "models")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert '{"predictions":' in out.stdout and "curl -H" in out.stdout
+    curl = next(line for line in out.stdout.splitlines() if "try:" in line)
+    assert "/tfserving/v1/models/half_plus_two:predict" in curl
