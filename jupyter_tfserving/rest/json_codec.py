@@ -1,0 +1,831 @@
+"""TensorFlow Serving's REST JSON formats (after ``tensorflow_serving/util/json_tensor.cc``).
+
+Requests come in as the raw body bytes (this module is called on worker threads and does its own
+JSON parsing); answers go out as compact UTF-8 JSON bytes. Every problem with a request is raised
+as :class:`~jupyter_tfserving.core.status.ServingError` (INVALID_ARGUMENT, or UNIMPLEMENTED for a
+dtype JSON cannot express); no other exception escapes for any request body.
+
+Predict requests
+    ``{"signature_name": s?, "instances": [...]}`` (row format) or ``{"signature_name": s?,
+    "inputs": ...}`` (columnar format). :func:`parse_predict_request` checks the envelope,
+    :func:`decode_inputs` turns the payload into one numpy array per signature input:
+
+    - row format: each instance is the value of the single input for one row, or (always when the
+      signature has several inputs) an object keyed by input name; a ``{"b64": ...}`` object is a
+      value, not a named object. Rows are stacked along a new axis 0 and must all have one shape.
+    - columnar format: ``inputs`` is the value of the single input, or an object keyed by input
+      name. Nothing is stacked.
+    - the names sent must be exactly the signature's inputs.
+    - values are converted to the dtype the signature declares (``TensorInfo.dtype``): floats take
+      JSON numbers (and the ``NaN`` / ``Infinity`` / ``-Infinity`` literals, not strings), integers
+      take JSON integers inside the dtype's range, bools take ``true`` / ``false``, strings take
+      JSON strings (UTF-8 encoded) or ``{"b64": ...}``; strings become ``object`` arrays of
+      ``bytes``. Shapes are not checked against the signature (the model does that, as in TF
+      Serving), only that the JSON is a dense, rectangular tensor.
+    - a signature without inputs accepts ``{"inputs": {}}``, ``{"instances": []}`` and instances
+      that are all empty objects, and decodes to ``{}`` (TF Serving refuses such signatures over
+      REST; here they serve stateful models such as saved_model_counter's ``get_counter``).
+
+Predict answers
+    Row format: ``{"predictions": [...]}``, one element per index of axis 0: the value of the single
+    output, or an object ``{name: value}`` when there are several outputs (which must then share
+    the size of axis 0; a rank-0 output cannot be split into rows). Columnar format:
+    ``{"outputs": value}`` or ``{"outputs": {name: value}}``. Floats are written as the shortest
+    decimal that reads back to the same value in the tensor's own precision (float32 ``0.1`` is
+    ``0.1``), NaN and infinities as ``NaN`` / ``Infinity`` / ``-Infinity``. String outputs whose
+    name ends in ``_bytes`` are written as ``{"b64": ...}``; other strings as text, or as
+    ``{"b64": ...}`` where they are not valid UTF-8.
+
+Classify / regress
+    ``{"signature_name": s?, "examples": [{feature: value | [values]}, ...], "context": {...}?}``,
+    decoded by :func:`parse_examples_request` into an :class:`ExampleBatch`; answers are
+    ``{"results": ...}`` (:func:`encode_classify_response`, :func:`encode_regress_response`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..core.servable import ExampleBatch, Feature, SignatureInfo
+from ..core.status import Code, ServingError, invalid_argument
+
+__all__ = [
+    "PredictRequest",
+    "parse_json_body",
+    "parse_predict_request",
+    "decode_inputs",
+    "encode_predict_response",
+    "parse_examples_request",
+    "encode_classify_response",
+    "encode_regress_response",
+]
+
+_SIGNATURE_KEY = "signature_name"
+_INSTANCES_KEY = "instances"
+_INPUTS_KEY = "inputs"
+_EXAMPLES_KEY = "examples"
+_CONTEXT_KEY = "context"
+_B64_KEY = "b64"
+_BYTES_SUFFIX = "_bytes"
+
+# numpy's own limit on the number of dimensions of an array.
+_MAX_RANK = 64
+# Longest excerpt of a JSON value quoted in an error message.
+_MAX_QUOTE = 256
+
+_FLOAT_DTYPES: dict[str, type[np.floating[Any]]] = {
+    "DT_HALF": np.float16,
+    "DT_FLOAT": np.float32,
+    "DT_DOUBLE": np.float64,
+}
+_INT_DTYPES: dict[str, type[np.integer[Any]]] = {
+    "DT_INT8": np.int8,
+    "DT_INT16": np.int16,
+    "DT_INT32": np.int32,
+    "DT_INT64": np.int64,
+    "DT_UINT8": np.uint8,
+    "DT_UINT16": np.uint16,
+    "DT_UINT32": np.uint32,
+    "DT_UINT64": np.uint64,
+}
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+# Largest integer a float32 holds exactly (TF Serving's IsLosslessDecimal<float>).
+_FLOAT32_MAX_INT = 2**24 - 1
+# Smallest magnitude that rounds to infinity in float32: max + half an ulp (2**104).
+_FLOAT32_OVERFLOW = float(np.finfo(np.float32).max) + 2.0**103
+
+
+@dataclass
+class PredictRequest:
+    """The envelope of a predict request, before the payload is matched to a signature.
+
+    ``signature_name`` is ``""`` when the request names none (the caller substitutes
+    ``serving_default``). ``payload`` is the raw JSON value of ``instances`` (``row_format``) or
+    ``inputs``.
+    """
+
+    signature_name: str
+    payload: Any
+    row_format: bool
+
+
+class _TensorError(Exception):
+    """A problem decoding one JSON tensor; ``row`` is the index along axis 0 where known."""
+
+    def __init__(self, message: str, row: int | None = None, code: Code = Code.INVALID_ARGUMENT):
+        super().__init__(message)
+        self.message = message
+        self.row = row
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+def parse_json_body(body: bytes) -> dict[str, Any]:
+    """Parse a request body that must hold one JSON object.
+
+    Accepts UTF-8 (with or without BOM) and the ``NaN`` / ``Infinity`` / ``-Infinity`` literals,
+    as TF Serving's rapidjson does. Raises INVALID_ARGUMENT ``"JSON Parse error: <reason>"`` for
+    an empty body, malformed JSON or bad UTF-8, and ``"JSON Value: ... Is not object"`` when the
+    document is not an object.
+    """
+    if isinstance(body, str):
+        text = body
+    else:
+        try:
+            text = bytes(body).decode("utf-8-sig")
+        except (UnicodeDecodeError, TypeError, ValueError) as e:
+            raise invalid_argument(f"JSON Parse error: Invalid encoding in string. ({e})") from None
+    if not text.strip():
+        raise invalid_argument("JSON Parse error: The document is empty")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise invalid_argument(f"JSON Parse error: {e.msg} at offset: {e.pos}") from None
+    except RecursionError:
+        raise invalid_argument("JSON Parse error: The document is nested too deeply") from None
+    except ValueError as e:  # e.g. an integer literal longer than Python's digit limit
+        raise invalid_argument(f"JSON Parse error: {e}") from None
+    if not isinstance(doc, dict):
+        raise invalid_argument(f"JSON Value: {_quote(doc)} Is not object")
+    return doc
+
+
+def _signature_name(doc: Mapping[str, Any]) -> str:
+    name = doc.get(_SIGNATURE_KEY, "")
+    if not isinstance(name, str):
+        raise invalid_argument(
+            f"JSON Value: {_quote(doc)} not formatted correctly. "
+            "'signature_name' key must be a string value."
+        )
+    return name
+
+
+def parse_predict_request(body: bytes) -> PredictRequest:
+    """Parse the envelope of a predict request.
+
+    Exactly one of ``instances`` (which must be a list) and ``inputs`` must be present, and
+    ``signature_name``, when present, must be a string; otherwise INVALID_ARGUMENT with TF
+    Serving's wording. Whether an empty ``instances`` list is acceptable depends on the signature
+    and is decided by :func:`decode_inputs`.
+    """
+    doc = parse_json_body(body)
+    signature_name = _signature_name(doc)
+    has_instances = _INSTANCES_KEY in doc
+    has_inputs = _INPUTS_KEY in doc
+    if has_instances and has_inputs:
+        raise invalid_argument(
+            f"JSON Value: {_quote(doc)} Not formatted correctly expecting only one of "
+            f"'{_INPUTS_KEY}' or '{_INSTANCES_KEY}' keys to exist "
+        )
+    if has_instances:
+        instances = doc[_INSTANCES_KEY]
+        if not isinstance(instances, list):
+            raise invalid_argument(
+                f"JSON Value: {_quote(doc)} Expecting '{_INSTANCES_KEY}' to be an list/array"
+            )
+        return PredictRequest(signature_name, instances, True)
+    if has_inputs:
+        return PredictRequest(signature_name, doc[_INPUTS_KEY], False)
+    raise invalid_argument("Missing 'inputs' or 'instances' key")
+
+
+# ---------------------------------------------------------------------------------------------
+# Predict: JSON -> numpy
+
+
+def decode_inputs(request: PredictRequest, signature: SignatureInfo) -> dict[str, np.ndarray]:
+    """Decode the payload of ``request`` into one array per input of ``signature``.
+
+    The result's keys are exactly the signature's input names; each array has the signature's
+    dtype (strings: ``object`` arrays of ``bytes``). Raises INVALID_ARGUMENT for anything that is
+    not a dense tensor of that dtype, for names that do not match the signature, and (row format)
+    for rows of different shapes; UNIMPLEMENTED for a dtype with no JSON form (e.g. DT_BFLOAT16).
+    """
+    input_names = list(signature.inputs)
+    for name in input_names:
+        _check_dtype_supported(name, signature.inputs[name].dtype)
+    if not input_names:
+        return _decode_no_inputs(request)
+    if request.row_format:
+        return _decode_instances(request.payload, signature, input_names)
+    return _decode_columnar(request.payload, signature, input_names)
+
+
+def _decode_no_inputs(request: PredictRequest) -> dict[str, np.ndarray]:
+    payload = request.payload
+    if request.row_format:
+        if all(isinstance(item, dict) and not item for item in payload):
+            return {}
+    elif isinstance(payload, dict) and not payload:
+        return {}
+    raise invalid_argument(
+        "input size does not match signature: the signature has no inputs; send "
+        '{"inputs": {}} or {"instances": []}'
+    )
+
+
+def _decode_instances(
+    instances: list[Any], signature: SignatureInfo, input_names: list[str]
+) -> dict[str, np.ndarray]:
+    if not instances:
+        raise invalid_argument(f"No values in '{_INSTANCES_KEY}' array")
+    named = _is_named_object(instances[0])
+    if not named and len(input_names) > 1:
+        raise invalid_argument(
+            "instances is a plain list, but expecting list of objects as multiple input tensors "
+            "required as per tensorinfo_map"
+        )
+    if not named:
+        for i, item in enumerate(instances):
+            if _is_named_object(item):
+                raise invalid_argument(
+                    f"Expecting value/list but got object at item {i} of input list"
+                )
+        name = input_names[0]
+        return {name: _decode_instances_column(instances, name, signature)}
+
+    expected = set(input_names)
+    for i, item in enumerate(instances):
+        if not _is_named_object(item):
+            raise invalid_argument(f"Expecting object but got list at item {i} of input list")
+        if set(item) != expected:
+            raise invalid_argument(
+                f"Failed to process element: {i} of '{_INSTANCES_KEY}' list. "
+                + _input_mismatch_message(item.keys(), input_names)
+            )
+    return {
+        name: _decode_instances_column([item[name] for item in instances], name, signature)
+        for name in input_names
+    }
+
+
+def _decode_instances_column(column: list[Any], name: str, signature: SignatureInfo) -> np.ndarray:
+    try:
+        return _decode_tensor(column, signature.inputs[name].dtype)
+    except _TensorError as e:
+        where = f"element: {e.row}" if e.row is not None else "elements"
+        raise ServingError(
+            e.code,
+            f"Failed to process {where} of '{_INSTANCES_KEY}' list for input: {name}. "
+            f"Error: {e.message}",
+        ) from None
+
+
+def _decode_columnar(
+    payload: Any, signature: SignatureInfo, input_names: list[str]
+) -> dict[str, np.ndarray]:
+    if not _is_named_object(payload):
+        if len(input_names) > 1:
+            raise invalid_argument(
+                "inputs is a plain value/list, but expecting an object as multiple input "
+                "tensors required as per tensorinfo_map"
+            )
+        name = input_names[0]
+        return {name: _decode_columnar_value(payload, name, signature)}
+    if set(payload) != set(input_names):
+        raise invalid_argument(_input_mismatch_message(payload.keys(), input_names))
+    return {name: _decode_columnar_value(payload[name], name, signature) for name in input_names}
+
+
+def _decode_columnar_value(value: Any, name: str, signature: SignatureInfo) -> np.ndarray:
+    try:
+        return _decode_tensor(value, signature.inputs[name].dtype)
+    except _TensorError as e:
+        raise ServingError(
+            e.code, f"Failed to process '{_INPUTS_KEY}' for input: {name}. Error: {e.message}"
+        ) from None
+
+
+def _input_mismatch_message(sent: Any, required: Any) -> str:
+    sent_set = set(sent)
+    required_set = set(required)
+    return (
+        f"input size does not match signature: {len(sent_set)}!={len(required_set)} "
+        f"len({{{','.join(sorted(sent_set))}}}) != len({{{','.join(sorted(required_set))}}}). "
+        f"Sent extra: {{{','.join(sorted(sent_set - required_set))}}}. "
+        f"Missing but required: {{{','.join(sorted(required_set - sent_set))}}}."
+    )
+
+
+def _is_b64_object(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and len(value) == 1
+        and isinstance(value.get(_B64_KEY), str)
+    )
+
+
+def _is_named_object(value: Any) -> bool:
+    return isinstance(value, dict) and not _is_b64_object(value)
+
+
+def _check_dtype_supported(name: str, dtype: str) -> None:
+    if dtype in _FLOAT_DTYPES or dtype in _INT_DTYPES or dtype in ("DT_BOOL", "DT_STRING"):
+        return
+    raise ServingError(
+        Code.UNIMPLEMENTED,
+        f"Conversion of JSON values to type: {dtype} (input: {name}) is not supported",
+    )
+
+
+def _decode_tensor(value: Any, dtype: str) -> np.ndarray:
+    """One JSON value (scalar or nested lists) -> an array of ``dtype``; raises _TensorError."""
+    shape = _dense_shape(value)
+    leaves = _flatten(value, shape)
+    row_size = math.prod(shape[1:]) if shape else 0
+    types = set(map(type, leaves))
+    if list in types:
+        index = next(i for i, v in enumerate(leaves) if type(v) is list)
+        raise _TensorError(
+            f"Encountered list at unexpected level: {len(shape)} expected < {len(shape)}",
+            _row_of(index, row_size),
+        )
+    if dtype in _FLOAT_DTYPES:
+        flat = _floats(leaves, types, dtype, row_size)
+    elif dtype in _INT_DTYPES:
+        flat = _ints(leaves, types, dtype, row_size)
+    elif dtype == "DT_BOOL":
+        _check_types(leaves, types, {bool}, dtype, row_size)
+        flat = np.array(leaves, dtype=np.bool_)
+    else:
+        flat = _strings(leaves, types, dtype, row_size)
+    return flat.reshape(shape)
+
+
+def _dense_shape(value: Any) -> list[int]:
+    """The shape implied by following the first element of each nested list."""
+    shape: list[int] = []
+    while type(value) is list:
+        if len(shape) == _MAX_RANK:
+            raise _TensorError(f"JSON lists are nested deeper than {_MAX_RANK} levels")
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
+def _flatten(value: Any, shape: list[int]) -> list[Any]:
+    """The leaves of ``value`` in row-major order, checking every list against ``shape``."""
+    rank = len(shape)
+    if rank == 0:
+        return [value]
+    leaves: list[Any] = []
+
+    def fill(items: list[Any], level: int, row: int | None) -> None:
+        if len(items) != shape[level]:
+            raise _TensorError(
+                f"Encountered list at unexpected size: {len(items)} at level: {level} "
+                f"expected size: {shape[level]}",
+                row,
+            )
+        if level == rank - 1:
+            leaves.extend(items)
+            return
+        for i, child in enumerate(items):
+            child_row = i if level == 0 else row
+            if type(child) is not list:
+                raise _TensorError(
+                    f"JSON Value: {_quote(child)} found at incorrect level: {level + 2} in the "
+                    f"JSON DOM. Expected at level: {rank}",
+                    child_row,
+                )
+            fill(child, level + 1, child_row)
+
+    fill(value, 0, None)
+    return leaves
+
+
+def _row_of(index: int, row_size: int) -> int | None:
+    return index // row_size if row_size else None
+
+
+def _check_types(
+    leaves: list[Any], types: set[type], allowed: set[type], dtype: str, row_size: int
+) -> None:
+    if types <= allowed:
+        return
+    index = next(i for i, v in enumerate(leaves) if type(v) not in allowed)
+    raise _type_error(leaves[index], dtype, _row_of(index, row_size))
+
+
+def _type_error(value: Any, dtype: str, row: int | None) -> _TensorError:
+    return _TensorError(
+        f"JSON Value: {_quote(value)} Type: {_json_type(value)} is not of expected type: {dtype}",
+        row,
+    )
+
+
+def _floats(leaves: list[Any], types: set[type], dtype: str, row_size: int) -> np.ndarray:
+    _check_types(leaves, types, {int, float}, dtype, row_size)
+    np_dtype = _FLOAT_DTYPES[dtype]
+    finfo = np.finfo(np_dtype)
+    # Largest integer the dtype holds exactly (nmant excludes the implicit leading bit).
+    max_int = 2 ** (finfo.nmant + 1) - 1
+    if int in types:
+        for i, v in enumerate(leaves):
+            if type(v) is int and abs(v) > max_int:
+                raise _lossy_error(v, dtype, _row_of(i, row_size))
+    values = np.array(leaves, dtype=np.float64)
+    if np_dtype is np.float64:
+        return values
+    # A finite number that rounds to infinity in the narrower dtype is out of its range; numbers
+    # that round to its largest value (e.g. float32 max printed as 3.4028235e+38) are not.
+    with np.errstate(over="ignore"):
+        narrowed = values.astype(np_dtype)
+    overflow = np.isinf(narrowed) & np.isfinite(values)
+    if overflow.any():
+        i = int(np.argmax(overflow))
+        raise _lossy_error(leaves[i], dtype, _row_of(i, row_size))
+    return narrowed
+
+
+def _lossy_error(value: Any, dtype: str, row: int | None) -> _TensorError:
+    target = {"DT_HALF": "half", "DT_FLOAT": "float", "DT_DOUBLE": "double"}[dtype]
+    return _TensorError(
+        f"Cannot convert JSON value: {_quote(value)} to {target} without loss of precision.", row
+    )
+
+
+def _ints(leaves: list[Any], types: set[type], dtype: str, row_size: int) -> np.ndarray:
+    _check_types(leaves, types, {int}, dtype, row_size)
+    np_dtype = _INT_DTYPES[dtype]
+    if leaves:
+        info = np.iinfo(np_dtype)
+        if min(leaves) < info.min or max(leaves) > info.max:
+            i = next(i for i, v in enumerate(leaves) if not info.min <= v <= info.max)
+            raise _TensorError(
+                f"JSON Value: {leaves[i]} is out of range for type: {dtype} "
+                f"[{info.min}, {info.max}]",
+                _row_of(i, row_size),
+            )
+    return np.array(leaves, dtype=np_dtype)
+
+
+def _strings(leaves: list[Any], types: set[type], dtype: str, row_size: int) -> np.ndarray:
+    _check_types(leaves, types, {str, dict}, dtype, row_size)
+    out = np.empty(len(leaves), dtype=object)
+    for i, v in enumerate(leaves):
+        try:
+            out[i] = _string_bytes(v)
+        except _TensorError as e:
+            e.row = _row_of(i, row_size)
+            raise
+    return out
+
+
+def _string_bytes(value: str | dict[str, Any]) -> bytes:
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _TensorError(
+                f"JSON Value: {_quote(value)} is not a valid UTF-8 string"
+            ) from None
+    if not _is_b64_object(value):
+        raise _TensorError(
+            f"JSON Value: {_quote(value)} not formatted correctly for base64 data"
+        )
+    return _b64decode(value[_B64_KEY])
+
+
+def _b64decode(text: str) -> bytes:
+    """Standard-alphabet base64, padding optional (as absl::Base64Unescape)."""
+    try:
+        stripped = text.rstrip("=")
+        if len(stripped) % 4 == 1:
+            raise ValueError("bad length")
+        return base64.b64decode(stripped + "=" * (-len(stripped) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise _TensorError("Unable to base64 decode") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Predict: numpy -> JSON
+
+
+def encode_predict_response(outputs: Mapping[str, np.ndarray], row_format: bool) -> bytes:
+    """Write a predict answer: ``{"predictions": [...]}`` (row) or ``{"outputs": ...}``.
+
+    Row format needs every output to have rank >= 1 and all outputs to share the size of axis 0;
+    otherwise INVALID_ARGUMENT (as TF Serving's MakeJsonFromTensors). An empty ``outputs`` map and
+    dtypes with no JSON form (complex, ...) are INVALID_ARGUMENT too.
+    """
+    if not outputs:
+        raise invalid_argument("Cannot convert empty tensor map to JSON")
+    arrays = {name: np.asarray(value) for name, value in outputs.items()}
+    if not row_format:
+        if len(arrays) == 1:
+            ((name, arr),) = arrays.items()
+            return _dump({"outputs": _to_json(name, arr)})
+        return _dump({"outputs": {name: _to_json(name, arr) for name, arr in arrays.items()}})
+
+    batch_size = -1
+    for name, arr in arrays.items():
+        if arr.ndim == 0:
+            raise invalid_argument(f"Tensor name: {name} has no shape information ")
+        if batch_size >= 0 and arr.shape[0] != batch_size:
+            raise invalid_argument(
+                f"Tensor name: {name} has inconsistent batch size: {arr.shape[0]} "
+                f"expecting: {batch_size}"
+            )
+        batch_size = arr.shape[0]
+    if len(arrays) == 1:
+        ((name, arr),) = arrays.items()
+        return _dump({"predictions": _to_json(name, arr)})
+    columns = {name: _to_json(name, arr) for name, arr in arrays.items()}
+    rows = [{name: column[i] for name, column in columns.items()} for i in range(batch_size)]
+    return _dump({"predictions": rows})
+
+
+def _to_json(name: str, arr: np.ndarray) -> Any:
+    """The nested-list JSON form of ``arr`` (a scalar for rank 0)."""
+    kind = arr.dtype.kind
+    if kind == "f":
+        return _float_values(arr)
+    if kind in "iub":
+        return arr.tolist()
+    if kind in "OSU":
+        as_b64 = name.endswith(_BYTES_SUFFIX)
+        flat = arr.reshape(-1).tolist()
+        out = np.empty(len(flat), dtype=object)
+        for i, v in enumerate(flat):
+            out[i] = _string_json(v, as_b64, name)
+        return out.reshape(arr.shape).tolist()
+    raise invalid_argument(
+        f"Failed to write JSON value for tensor type: {arr.dtype} (output: {name})"
+    )
+
+
+def _float_values(arr: np.ndarray) -> Any:
+    """Floats as Python floats whose repr is the shortest decimal for the array's precision."""
+    if arr.dtype == np.float64:
+        return arr.tolist()
+    if arr.dtype.itemsize < 8:
+        # numpy's str() of a float32/float16 is its shortest round-tripping decimal; read back as
+        # float64 its repr is that same decimal, so json writes 0.1 and not 0.10000000149011612.
+        return arr.astype(str).astype(np.float64).tolist()
+    return arr.astype(np.float64).tolist()
+
+
+def _string_json(value: Any, as_b64: bool, name: str) -> Any:
+    if isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+    else:
+        raise invalid_argument(
+            f"Failed to write JSON value for tensor type: DT_STRING (output: {name} holds a "
+            f"{type(value).__name__})"
+        )
+    if not as_b64:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return {_B64_KEY: base64.b64encode(data).decode("ascii")}
+
+
+def _dump(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Classify / regress
+
+
+def parse_examples_request(body: bytes) -> tuple[str, ExampleBatch]:
+    """Parse a classify/regress request into ``(signature_name, batch)``.
+
+    ``examples`` is required and must be a non-empty list of objects; ``context``, when present,
+    must be an object. Each object maps a feature name to a value or a list of values: JSON
+    integers (and ``true``/``false``, as 1/0) make an int64 feature, numbers with a fraction or
+    exponent a float feature (a list mixing integers and such numbers is float), strings (UTF-8)
+    and ``{"b64": ...}`` a bytes feature. A list must hold one kind of value; ``null``, nested
+    lists and other objects are INVALID_ARGUMENT. A feature given as an empty list is left out of
+    its example: TF Serving sends it as a feature with no kind, which tf.Example parsing treats
+    as absent / empty.
+    """
+    doc = parse_json_body(body)
+    signature_name = _signature_name(doc)
+    context: dict[str, Feature] | None = None
+    if _CONTEXT_KEY in doc:
+        context = _parse_example(doc[_CONTEXT_KEY], _CONTEXT_KEY)
+    if _EXAMPLES_KEY not in doc:
+        raise invalid_argument(
+            f"JSON Value: {_quote(doc)} key '{_EXAMPLES_KEY}' is expected and was not found"
+        )
+    examples = doc[_EXAMPLES_KEY]
+    if not isinstance(examples, list):
+        raise invalid_argument(
+            f"JSON Value: {_quote(doc)} Expecting '{_EXAMPLES_KEY}' value to be an list/array"
+        )
+    if not examples:
+        raise invalid_argument(
+            f"JSON Value: {_quote(doc)} '{_EXAMPLES_KEY}' value is an empty array"
+        )
+    parsed = [_parse_example(example, f"example {i}") for i, example in enumerate(examples)]
+    return signature_name, ExampleBatch(examples=parsed, context=context)
+
+
+def _parse_example(value: Any, where: str) -> dict[str, Feature]:
+    if not isinstance(value, dict):
+        raise invalid_argument(
+            f"Example must be JSON object but got JSON {_json_type(value)} ({where})"
+        )
+    features: dict[str, Feature] = {}
+    for name, content in value.items():
+        feature = _parse_feature(name, content)
+        if feature is not None:
+            features[name] = feature
+    return features
+
+
+def _feature_kind(name: str, value: Any) -> str:
+    kind_of = {bool: "int64", int: "int64", float: "float", str: "bytes"}.get(type(value))
+    if kind_of is not None:
+        return kind_of
+    if _is_b64_object(value):
+        return "bytes"
+    raise invalid_argument(
+        f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}"
+    )
+
+
+def _parse_feature(name: str, content: Any) -> Feature | None:
+    values = content if isinstance(content, list) else [content]
+    if not values:
+        return None
+    kinds = [_feature_kind(name, v) for v in values]
+    kind_set = set(kinds)
+    if kind_set == {"int64", "float"}:
+        kind = "float"
+    elif len(kind_set) == 1:
+        kind = kinds[0]
+    else:
+        first = kinds[0]
+        raise invalid_argument(
+            f"Unexpected element type in feature: {name} expecting type: {first}"
+        )
+
+    if kind == "int64":
+        ints = [int(v) for v in values]
+        for v in ints:
+            if not _INT64_MIN <= v <= _INT64_MAX:
+                raise invalid_argument(
+                    f"Feature: {name} has element {v} outside the int64 range. "
+                    "Only int64 is supported."
+                )
+        return Feature("int64", ints)
+    if kind == "float":
+        floats: list[float] = []
+        for v in values:
+            if type(v) is float:
+                if math.isfinite(v) and abs(v) >= _FLOAT32_OVERFLOW:
+                    raise invalid_argument(
+                        f"Cannot convert JSON value: {_quote(v)} to float without loss of "
+                        "precision."
+                    )
+                floats.append(v)
+            else:
+                if abs(v) > _FLOAT32_MAX_INT:
+                    raise invalid_argument(
+                        f"Cannot convert JSON value: {_quote(v)} to float without loss of "
+                        "precision."
+                    )
+                floats.append(float(v))
+        return Feature("float", floats)
+    out: list[bytes] = []
+    for v in values:
+        try:
+            out.append(_string_bytes(v))
+        except _TensorError as e:
+            raise invalid_argument(f"Feature: {name}: {e.message}") from None
+    return Feature("bytes", out)
+
+
+def encode_classify_response(outputs: Mapping[str, np.ndarray]) -> bytes:
+    """Write ``{"results": [[[label, score], ...], ...]}``: one list of (label, score) pairs per
+    example, from ``classes`` (strings, [N, K]) and/or ``scores`` (numbers, [N, K]).
+
+    Labels are ``""`` when there are no classes and scores ``0.0`` when there are no scores (the
+    proto defaults TF Serving writes). Rank-1 tensors are taken as [N, 1]. Scores are written as
+    float32, as TF Serving's ClassificationResult holds them; labels that are not valid UTF-8 get
+    U+FFFD replacements. Raises INVALID_ARGUMENT when neither tensor is present, for other ranks,
+    mismatched shapes or wrong dtypes.
+    """
+    classes = outputs.get("classes")
+    scores = outputs.get("scores")
+    if classes is None and scores is None:
+        raise invalid_argument(
+            "Classification signature outputs must include 'classes' and/or 'scores'"
+        )
+    labels: list[list[str]] | None = None
+    values: list[list[float]] | None = None
+    shape: tuple[int, ...] | None = None
+    if classes is not None:
+        arr = _batch_matrix(np.asarray(classes), "classes")
+        if arr.dtype.kind not in "OSU":
+            raise invalid_argument(f"Expected classes Tensor of DT_STRING. Got: {arr.dtype}")
+        shape = arr.shape
+        labels = [[_label(v) for v in row] for row in arr.tolist()]
+    if scores is not None:
+        arr = _batch_matrix(np.asarray(scores), "scores")
+        if arr.dtype.kind not in "fiu":
+            raise invalid_argument(f"Expected scores Tensor of DT_FLOAT. Got: {arr.dtype}")
+        if shape is not None and arr.shape != shape:
+            raise invalid_argument(
+                "Tensors class and score should match in shape, but had "
+                f"{list(shape)} and {list(arr.shape)}"
+            )
+        shape = arr.shape
+        values = _float_values(arr.astype(np.float32))
+    assert shape is not None
+    n, k = shape
+    label_rows = labels if labels is not None else [[""] * k for _ in range(n)]
+    score_rows = values if values is not None else [[0.0] * k for _ in range(n)]
+    results = [
+        [[label, score] for label, score in zip(label_row, score_row)]
+        for label_row, score_row in zip(label_rows, score_rows)
+    ]
+    return _dump({"results": results})
+
+
+def _batch_matrix(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.ndim == 1:
+        return arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise invalid_argument(
+            f"Expected {name} Tensor shape: [batch_size num_classes] but got {list(arr.shape)}"
+        )
+    return arr
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    raise invalid_argument(f"Expected classes Tensor of DT_STRING. Got an element of type "
+                           f"{type(value).__name__}")
+
+
+def encode_regress_response(outputs: Mapping[str, np.ndarray]) -> bytes:
+    """Write ``{"results": [v, ...]}`` from the ``outputs`` tensor ([N] or [N, 1], numeric),
+    as float32 values (TF Serving's RegressionResult holds floats). INVALID_ARGUMENT when
+    ``outputs`` is missing or has another shape or dtype."""
+    if "outputs" not in outputs:
+        raise invalid_argument("Regression signature outputs must include 'outputs'")
+    arr = np.asarray(outputs["outputs"])
+    if not (arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1)):
+        raise invalid_argument(
+            "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
+            f"{list(arr.shape)}"
+        )
+    if arr.dtype.kind not in "fiu":
+        raise invalid_argument(f"Expected output Tensor of DT_FLOAT. Got: {arr.dtype}")
+    return _dump({"results": _float_values(arr.reshape(-1).astype(np.float32))})
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def _quote(value: Any) -> str:
+    """``value`` as JSON text for an error message, cut to a readable length."""
+    try:
+        text = json.dumps(value, allow_nan=True, separators=(",", ":"))
+    except (RecursionError, ValueError, TypeError):
+        text = "<value>"
+    if len(text) > _MAX_QUOTE:
+        text = text[:_MAX_QUOTE] + "..."
+    return text
