@@ -215,6 +215,8 @@ class SavedModelServable:
         self._metadata = _metadata(meta_graph)
         self._signatures: dict[str, SignatureInfo] = {}
         self._runnable: dict[str, _RunnableSignature] = {}
+        self._callables: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._callables_lock = threading.Lock()
         for name, sig in meta_graph.signature_def.items():
             if name == INIT_OP_SIGNATURE_KEY:
                 continue
@@ -243,20 +245,44 @@ class SavedModelServable:
             raise ServingError(Code.UNIMPLEMENTED, runnable.unsupported)
         return runnable
 
+    def _callable(self, runnable: _RunnableSignature, feed_names: tuple[str, ...]) -> Any:
+        """A session callable for (signature, fed tensors), made once and cached.
+
+        Callables run like TF Serving's C++ ``Session::Run``: the feed replaces the placeholder
+        without the Python client's static shape check, so a [-1, 1] input accepts a [3] batch
+        exactly as TF Serving does; they also skip ``Session.run``'s per-call graph lookups.
+        """
+        key = (id(runnable), feed_names)
+        fn = self._callables.get(key)
+        if fn is None:
+            with self._callables_lock:
+                fn = self._callables.get(key)
+                if fn is None:
+                    from tensorflow.core.protobuf import config_pb2
+
+                    options = config_pb2.CallableOptions(
+                        feed=list(feed_names), fetch=list(runnable.fetches.values())
+                    )
+                    # The public make_callable re-adds the Python client's shape check; this is
+                    # the path it wraps (TF_SessionMakeCallable), also used by Keras' backend.
+                    fn = self._session._make_callable_from_options(options)
+                    self._callables[key] = fn
+        return fn
+
     def _session_run(self, runnable: _RunnableSignature, feed: dict[str, Any]) -> dict[str, np.ndarray]:
         import tensorflow as tf
 
+        names = tuple(feed)
         try:
-            values = self._session.run(dict(runnable.fetches), feed_dict=feed)
+            values = self._callable(runnable, names)(*(feed[n] for n in names))
         except tf.errors.OpError as e:
             raise _op_error(e) from None
         except (ValueError, TypeError) as e:
-            # The Python client checks shapes and dtypes before running: "Cannot feed value of
-            # shape (1, 3) for Tensor x:0, which has shape (None, 2)".
+            # Feeds that cannot become tensors of the fed dtype.
             raise ServingError(Code.INVALID_ARGUMENT, str(e)) from None
         except RuntimeError as e:  # closed session, a graph that cannot run
             raise ServingError(Code.FAILED_PRECONDITION, str(e)) from None
-        return {alias: np.asarray(v) for alias, v in values.items()}
+        return {alias: np.asarray(v) for alias, v in zip(runnable.fetches, values)}
 
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Feed ``inputs`` by tensor name and fetch every output of the signature.

@@ -165,8 +165,10 @@ def test_unknown_signature(exported: dict[str, Any]) -> None:
 
 
 def test_bad_shape_is_invalid_argument(exported: dict[str, Any]) -> None:
+    # As in TF Serving, a placeholder's static shape is not enforced on the feed; a shape the
+    # graph cannot compute with (reduce_sum over axis 1 of a vector) is INVALID_ARGUMENT.
     with pytest.raises(ServingError) as err:
-        exported["module"].run("serving_default", {"x": np.zeros((1, 3), np.float32)})
+        exported["module"].run("serving_default", {"x": np.zeros((3,), np.float32)})
     assert err.value.code == Code.INVALID_ARGUMENT
 
 
@@ -367,9 +369,15 @@ def test_metadata_is_a_copy(tfs: dict[str, SavedModelServable]) -> None:
     assert servable.metadata()["signature_def"]["signature_def"]
 
 
-def test_testdata_bad_shape(tfs: dict[str, SavedModelServable]) -> None:
+def test_testdata_feeds_are_not_shape_checked_like_tf_serving(
+    tfs: dict[str, SavedModelServable],
+) -> None:
+    # TF Serving's C++ Session::Run does not enforce a placeholder's static shape: the
+    # elementwise matrix model computes on a [1, 2, 2] feed, and a wrong dtype is refused.
+    out = tfs["matrix_half_plus_two/1"].run("serving_default", {"x": np.zeros((1, 2, 2), np.float32)})
+    np.testing.assert_allclose(out["y"], np.full((1, 2, 2), 2.0))
     with pytest.raises(ServingError) as err:
-        tfs["matrix_half_plus_two/1"].run("serving_default", {"x": np.zeros((1, 2, 2), np.float32)})
+        tfs["matrix_half_plus_two/1"].run("serving_default", {"x": np.zeros((1, 3, 3), np.int32)})
     assert err.value.code == Code.INVALID_ARGUMENT
 
 
