@@ -18,7 +18,13 @@ from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, Int, Unicode, default, validate
 
 from .core.manager import ManagerOptions
-from .rest.handlers import SERVICE_SETTING, NotFoundHandler, V1Handler
+from .rest.handlers import (
+    SERVICE_SETTING,
+    NotFoundHandler,
+    PrometheusHandler,
+    StatsHandler,
+    V1Handler,
+)
 from .service import CONFIG_FILE_NAME, ModelService, ServiceOptions
 
 
@@ -150,6 +156,8 @@ class TFServingApp(ExtensionApp):
         self.handlers.extend(
             [
                 (url_path_join(prefix, "v1", "(.*)"), V1Handler),
+                (url_path_join(prefix, "monitoring", "prometheus", "metrics"), PrometheusHandler),
+                (url_path_join(prefix, "api", "stats"), StatsHandler),
                 (url_path_join(prefix, "(.*)"), NotFoundHandler),
             ]
         )

@@ -23,6 +23,8 @@ from .core.repository import discover_models
 from .core.servable import LoadSpec, Loader
 from .core.source import RepositorySource
 from .core.state import ServableId
+from .metrics.prometheus import make_registry
+from .metrics.stats import ServingStats
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class ModelService:
         self.options = options
         self.model_root = os.path.abspath(options.model_root)
         self.manager = Manager(loader_factory or _default_loader_factory, options.manager)
+        self.stats = ServingStats()
         self.executor = ThreadPoolExecutor(
             max_workers=max(1, options.num_request_threads), thread_name_prefix="tfserving-request"
         )
@@ -69,6 +72,8 @@ class ModelService:
             self.manager, self.model_specs, options.file_system_poll_wait_seconds
         )
         self._started = False
+        # Its own Prometheus registry, never the process-global one.
+        self.prometheus_registry = make_registry(self.stats, self.in_flight)
 
     def _make_config_file(self, path: str):  # -> ModelConfigFile, imported lazily
         from .model_config import ModelConfigFile
@@ -97,6 +102,14 @@ class ModelService:
                 return discover_models(self.model_root)
             self._config_file = self._make_config_file(default)
         return self._config_file.specs()
+
+    def in_flight(self) -> dict[tuple[str, int], int]:
+        """Handles held now per (model, version): the dashboard's refcounts."""
+        return {
+            (name, version): count
+            for name in self.manager.model_names()
+            for version, count in self.manager.refcounts(name).items()
+        }
 
     def start(self) -> None:
         """Create the repository directory if needed and start polling it."""

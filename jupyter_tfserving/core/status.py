@@ -39,6 +39,8 @@ class ServingError(Exception):
         super().__init__(message)
         self.code = Code(code)
         self.message = message
+        # The version a request had been routed to when it failed (None: routing failed).
+        self.version: int | None = None
 
     def __repr__(self) -> str:
         return f"ServingError({self.code.name}, {self.message!r})"

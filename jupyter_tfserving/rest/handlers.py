@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import Any, Callable
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from ..core.status import ServingError, invalid_argument
+from ..core.status import Code, ServingError, invalid_argument
 from ..service import ModelService
 from . import v1
 from .errors import error_body, http_status
@@ -71,21 +72,32 @@ class TFServingHandler(APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(error_body(message))
 
-    async def run_api(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run an API function in a worker within the request deadline; answer its
-        ServingError (or 504 past the deadline) and return None then. A request past its
-        deadline still finishes in its worker and releases its handle there."""
+    async def call_api(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run an API function in a worker within the request deadline. Raises ServingError:
+        the function's own, DEADLINE_EXCEEDED past the deadline (the work still finishes in its
+        worker and releases its handle there), INTERNAL for a bug (logged with its traceback,
+        which the client never sees)."""
         try:
             return await asyncio.wait_for(
                 self.in_worker(fn, *args), self.service.options.request_timeout_seconds
             )
         except asyncio.TimeoutError:
-            self.send_error_message(504, "Request timed out: deadline exceeded")
-        except ServingError as exc:
-            self.send_error_message(http_status(exc.code), exc.message)
+            raise ServingError(Code.DEADLINE_EXCEEDED, "Request timed out: deadline exceeded") from None
+        except ServingError:
+            raise
         except Exception:
             self.log.exception("jupyter_tfserving: unexpected error in %s", self.request.path)
-            self.send_error_message(500, "Internal error")
+            raise ServingError(Code.INTERNAL, "Internal error") from None
+
+    def send_serving_error(self, exc: ServingError) -> None:
+        self.send_error_message(http_status(exc.code), exc.message)
+
+    async def run_api(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """:meth:`call_api`, answering its ServingError itself (and returning None then)."""
+        try:
+            return await self.call_api(fn, *args)
+        except ServingError as exc:
+            self.send_serving_error(exc)
         return None
 
 
@@ -122,7 +134,7 @@ class V1Handler(TFServingHandler):
             try:
                 ref = _model_ref(match)
             except ServingError as exc:
-                return self.send_error_message(http_status(exc.code), exc.message)
+                return self.send_serving_error(exc)
             fn = v1.model_metadata if match.group("metadata") else v1.model_status
             data = await self.run_api(fn, self.service, ref)
         if data is not None:
@@ -137,12 +149,22 @@ class V1Handler(TFServingHandler):
         try:
             ref = _model_ref(match)
         except ServingError as exc:
-            return self.send_error_message(http_status(exc.code), exc.message)
-        answer = await self.run_api(_POST_VERBS[match.group("verb")], self.service, ref,
-                                    self.request.body)
-        if answer is not None:
+            return self.send_serving_error(exc)
+        verb = match.group("verb")
+        started = time.perf_counter()
+        status, version = Code.OK.name, None
+        try:
+            answer = await self.call_api(_POST_VERBS[verb], self.service, ref, self.request.body)
+        except ServingError as exc:
+            status, version = exc.code.name, exc.version
+            self.send_serving_error(exc)
+        else:
+            version = answer.version
             self.set_header("X-Model-Version", str(answer.version))
             self.send_json(answer.body)
+        finally:
+            self.service.stats.record_request(ref.name, version, verb, status,
+                                              time.perf_counter() - started)
 
     @web.authenticated
     @authorized
@@ -153,6 +175,31 @@ class V1Handler(TFServingHandler):
     @authorized
     async def delete(self, path: str) -> None:
         self._malformed()
+
+
+class PrometheusHandler(TFServingHandler):
+    """``P/monitoring/prometheus/metrics``: Prometheus text, TF Serving's metric names."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        body = await self.run_api(v1.prometheus_text, self.service)
+        if body is not None:
+            self.finish(body, set_content_type=CONTENT_TYPE_LATEST)
+
+
+class StatsHandler(TFServingHandler):
+    """``P/api/stats``: per-version state, labels, in-flight handles, requests, errors and
+    latency histograms, as JSON (the dashboard's source)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        data = await self.run_api(v1.stats, self.service)
+        if data is not None:
+            self.send_json(v1.dumps(data))
 
 
 class NotFoundHandler(TFServingHandler):

@@ -9,8 +9,9 @@ handlers only await them. Errors are raised as ``ServingError`` with TF Serving'
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..core.servable import (
     CLASSIFY_METHOD,
@@ -19,6 +20,7 @@ from ..core.servable import (
     Servable,
     SignatureInfo,
 )
+from ..core.handle import ServableHandle
 from ..core.state import VersionStatus
 from ..core.status import Code, ServingError, invalid_argument, not_found
 from . import json_codec
@@ -59,9 +61,21 @@ def _check_method(signature: SignatureInfo, expected: str, what: str) -> None:
         )
 
 
+@contextmanager
+def _routed(service: "ModelService", ref: ModelRef) -> Iterator[ServableHandle]:
+    """Hold a handle on the version ``ref`` routes to; a ServingError raised while it is held
+    is marked with that version (for per-version error counts)."""
+    with service.manager.acquire(ref.name, ref.version, ref.label) as handle:
+        try:
+            yield handle
+        except ServingError as exc:
+            exc.version = handle.id.version
+            raise
+
+
 def predict(service: "ModelService", ref: ModelRef, body: bytes) -> Answer:
     request = json_codec.parse_predict_request(body)
-    with service.manager.acquire(ref.name, ref.version, ref.label) as handle:
+    with _routed(service, ref) as handle:
         name = request.signature_name or DEFAULT_SIGNATURE
         signature = _signature(handle.servable, name)
         inputs = json_codec.decode_inputs(request, signature)
@@ -72,7 +86,7 @@ def predict(service: "ModelService", ref: ModelRef, body: bytes) -> Answer:
 
 def classify(service: "ModelService", ref: ModelRef, body: bytes) -> Answer:
     signature_name, batch = json_codec.parse_examples_request(body)
-    with service.manager.acquire(ref.name, ref.version, ref.label) as handle:
+    with _routed(service, ref) as handle:
         name = signature_name or DEFAULT_SIGNATURE
         _check_method(_signature(handle.servable, name), CLASSIFY_METHOD, "classification")
         outputs = handle.servable.run_examples(name, batch)
@@ -81,7 +95,7 @@ def classify(service: "ModelService", ref: ModelRef, body: bytes) -> Answer:
 
 def regress(service: "ModelService", ref: ModelRef, body: bytes) -> Answer:
     signature_name, batch = json_codec.parse_examples_request(body)
-    with service.manager.acquire(ref.name, ref.version, ref.label) as handle:
+    with _routed(service, ref) as handle:
         name = signature_name or DEFAULT_SIGNATURE
         _check_method(_signature(handle.servable, name), REGRESS_METHOD, "regression")
         outputs = handle.servable.run_examples(name, batch)
@@ -147,6 +161,37 @@ def list_models(service: "ModelService") -> dict[str, Any]:
             }
         )
     return {"models": models}
+
+
+def stats(service: "ModelService") -> dict[str, Any]:
+    """``GET P/api/stats``: per model and version, state, labels, in-flight handles, requests,
+    errors and latency (p50/p99 and buckets, microseconds), for the dashboard."""
+    snapshot = service.stats.snapshot()
+    in_flight = service.in_flight()
+    models = []
+    for name in sorted(service.manager.model_names()):
+        try:
+            statuses = service.manager.version_statuses(name)
+        except ServingError:
+            continue
+        versions = []
+        for status in statuses:
+            entry = _status_json(status)
+            entry["in_flight"] = in_flight.get((name, status.version), 0)
+            entry.update(snapshot.version_json(name, status.version))
+            versions.append(entry)
+        models.append({
+            "name": name,
+            "labels": {k: str(v) for k, v in sorted(service.manager.labels(name).items())},
+            "versions": versions,
+        })
+    return {"models": models}
+
+
+def prometheus_text(service: "ModelService") -> bytes:
+    from ..metrics.prometheus import exposition
+
+    return exposition(service.prometheus_registry)
 
 
 def dumps(data: Any) -> bytes:

@@ -1,0 +1,178 @@
+"""Thread-safe counters and histograms for requests, model runs and batches.
+
+Who writes: the REST layer records one request when it answers (``record_request``); the
+service records each model run (``record_runtime``); the batch scheduler's observer records each
+batch (``record_batch``). Who reads: the Prometheus collector at scrape time and the stats JSON
+route. All methods take one short lock; nothing here blocks or does I/O.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+# TF Serving's latency buckets: ExponentialBuckets(10, 1.8, 33), in microseconds.
+LATENCY_BUCKETS_US: tuple[float, ...] = tuple(10 * 1.8**i for i in range(33))
+# Batch size buckets (rows): powers of two up to 2**16, like TF Serving's batch size histograms.
+BATCH_SIZE_BUCKETS: tuple[float, ...] = tuple(float(2**i) for i in range(17))
+
+
+class Histogram:
+    """A cumulative-bucket histogram (Prometheus' model). Not locked: its owner locks."""
+
+    __slots__ = ("bounds", "counts", "sum", "count")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``[(le, cumulative count), ..., ("+Inf", count)]`` as Prometheus wants it."""
+        out, running = [], 0
+        for bound, n in zip(self.bounds, self.counts):
+            running += n
+            out.append((_le(bound), running))
+        out.append(("+Inf", self.count))
+        return out
+
+    def quantile(self, q: float) -> float | None:
+        """The upper bound of the bucket holding the q-quantile (None when empty); for the
+        overflow bucket, the largest finite bound."""
+        if self.count == 0:
+            return None
+        rank = q * self.count
+        running = 0
+        for bound, n in zip(self.bounds, self.counts):
+            running += n
+            if running >= rank:
+                return bound
+        return self.bounds[-1]
+
+    def copy(self) -> "Histogram":
+        h = Histogram(self.bounds)
+        h.counts = list(self.counts)
+        h.sum, h.count = self.sum, self.count
+        return h
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+@dataclass
+class VersionStats:
+    """Requests that one version answered (or that failed while routed to it)."""
+
+    request_count: int = 0
+    error_count: int = 0
+    latency_us: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_US))
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    input_batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
+    processed_batch_size: Histogram = field(
+        default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
+    padding_size: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
+    queuing_latency_us: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_US))
+
+
+class ServingStats:
+    """Every serving metric of one server (one per ModelService)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # (model, status) -> count, as TF Serving's :tensorflow:serving:request_count
+        self.request_count: dict[tuple[str, str], int] = {}
+        # (model, API, entrypoint) -> latency histogram (request_latency)
+        self.request_latency: dict[tuple[str, str, str], Histogram] = {}
+        # (model, API, runtime) -> latency histogram (runtime_latency)
+        self.runtime_latency: dict[tuple[str, str, str], Histogram] = {}
+        # (model, version) -> per-version stats (for the dashboard and per-version metrics)
+        self.versions: dict[tuple[str, int], VersionStats] = {}
+        # model -> batching histograms
+        self.batching: dict[str, BatchStats] = {}
+
+    def record_request(self, model: str, version: int | None, api: str, status: str,
+                       seconds: float, entrypoint: str = "REST") -> None:
+        """One finished request: ``status`` is the canonical code name (``"OK"``...);
+        ``version`` is the version it was routed to, or None when routing itself failed."""
+        micros = seconds * 1e6
+        with self._lock:
+            key = (model, status)
+            self.request_count[key] = self.request_count.get(key, 0) + 1
+            self.request_latency.setdefault(
+                (model, api, entrypoint), Histogram(LATENCY_BUCKETS_US)).observe(micros)
+            if version is not None:
+                stats = self.versions.setdefault((model, version), VersionStats())
+                stats.request_count += 1
+                if status != "OK":
+                    stats.error_count += 1
+                stats.latency_us.observe(micros)
+
+    def record_runtime(self, model: str, api: str, seconds: float,
+                       runtime: str = "TF1Session") -> None:
+        """One model run (a whole batch when batched)."""
+        with self._lock:
+            self.runtime_latency.setdefault(
+                (model, api, runtime), Histogram(LATENCY_BUCKETS_US)).observe(seconds * 1e6)
+
+    def record_batch(self, model: str, input_rows: int, processed_rows: int,
+                     queuing_seconds: Iterable[float]) -> None:
+        """One batch: its real rows, its rows after padding, and each task's time queued."""
+        with self._lock:
+            stats = self.batching.setdefault(model, BatchStats())
+            stats.batches += 1
+            stats.input_batch_size.observe(input_rows)
+            stats.processed_batch_size.observe(processed_rows)
+            stats.padding_size.observe(processed_rows - input_rows)
+            for s in queuing_seconds:
+                stats.queuing_latency_us.observe(s * 1e6)
+
+    def forget_version(self, model: str, version: int) -> None:
+        with self._lock:
+            self.versions.pop((model, version), None)
+
+    def snapshot(self) -> "ServingStats":
+        """A consistent deep copy, for readers that format at leisure."""
+        copy = ServingStats()
+        with self._lock:
+            copy.request_count = dict(self.request_count)
+            copy.request_latency = {k: h.copy() for k, h in self.request_latency.items()}
+            copy.runtime_latency = {k: h.copy() for k, h in self.runtime_latency.items()}
+            copy.versions = {
+                k: VersionStats(v.request_count, v.error_count, v.latency_us.copy())
+                for k, v in self.versions.items()
+            }
+            copy.batching = {
+                k: BatchStats(b.batches, b.input_batch_size.copy(), b.processed_batch_size.copy(),
+                              b.padding_size.copy(), b.queuing_latency_us.copy())
+                for k, b in self.batching.items()
+            }
+        return copy
+
+    def version_json(self, model: str, version: int) -> dict[str, Any]:
+        """Dashboard view of one version (caller passes a snapshot for consistency)."""
+        stats = self.versions.get((model, version)) or VersionStats()
+        h = stats.latency_us
+        return {
+            "request_count": stats.request_count,
+            "error_count": stats.error_count,
+            "latency_us": {
+                "p50": h.quantile(0.5),
+                "p99": h.quantile(0.99),
+                "sum": h.sum,
+                "count": h.count,
+                "buckets": [[le, n] for le, n in h.cumulative()],
+            },
+        }
