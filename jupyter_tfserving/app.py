@@ -15,7 +15,9 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Float, Int, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
+
+from .batching import BatchingParameters, read_batching_parameters_file
 
 from .core.manager import ManagerOptions
 from .rest.handlers import (
@@ -97,6 +99,60 @@ class TFServingApp(ExtensionApp):
         help="Threads that decode requests, run models and encode answers, off the IOLoop.",
     )
 
+    enable_batching = Bool(
+        True,
+        config=True,
+        help="Group concurrent predict requests to the same model version and signature into "
+        "batches (TF Serving's --enable_batching; on by default here, with "
+        "batch_timeout_micros=0: no added latency when idle, large batches under load). "
+        "Signatures without a batch dimension always run unbatched.",
+    )
+    batching_parameters_file = Unicode(
+        "",
+        config=True,
+        help="A BatchingParameters text proto (TF Serving's --batching_parameters_file). When "
+        "set, it replaces the individual batching traits below.",
+    )
+    max_batch_size = Int(
+        BatchingParameters().max_batch_size, config=True,
+        help="Largest batch, in rows (TF Serving's max_batch_size).",
+    )
+    batch_timeout_micros = Int(
+        BatchingParameters().batch_timeout_micros, config=True,
+        help="How long a batch that is not full may wait for more rows; 0 runs it as soon as a "
+        "batch thread is free (TF Serving's batch_timeout_micros).",
+    )
+    max_enqueued_batches = Int(
+        BatchingParameters().max_enqueued_batches, config=True,
+        help="Batches a queue may hold before new requests get 503 (TF Serving's "
+        "max_enqueued_batches).",
+    )
+    num_batch_threads = Int(
+        BatchingParameters().num_batch_threads, config=True,
+        help="Threads that run batches, shared round-robin by all queues (TF Serving's "
+        "num_batch_threads; default: the number of CPU cores).",
+    )
+    allowed_batch_sizes = List(
+        Int(), default_value=list(BatchingParameters().allowed_batch_sizes), config=True,
+        help="If set, batches are padded up to the next of these sizes (strictly increasing, "
+        "the last equal to max_batch_size) and the padding is sliced off the answers.",
+    )
+    pad_variable_length_inputs = Bool(
+        BatchingParameters().pad_variable_length_inputs, config=True,
+        help="Pad inputs whose non-batch dimensions differ so they can share a batch "
+        "(TF Serving's pad_variable_length_inputs).",
+    )
+    enable_large_batch_splitting = Bool(
+        BatchingParameters().enable_large_batch_splitting, config=True,
+        help="Split a request larger than max_batch_size across batches instead of refusing "
+        "it (TF Serving's enable_large_batch_splitting).",
+    )
+    model_batching_parameters = Dict(
+        per_key_traits=None, config=True,
+        help='Per-model overrides of the batching parameters, by TF Serving name, e.g. '
+        '{"demo": {"max_batch_size": 8, "batch_timeout_micros": 1000}}.',
+    )
+
     @default("model_root")
     def _default_model_root(self) -> str:
         return os.path.join(jupyter_data_dir(), "tfserving", "models")
@@ -129,6 +185,8 @@ class TFServingApp(ExtensionApp):
             request_timeout_seconds=(
                 self.rest_api_timeout_in_ms / 1000 if self.rest_api_timeout_in_ms > 0 else None
             ),
+            batching=self.batching_options(),
+            model_batching=self.model_batching_options(),
             manager=ManagerOptions(
                 max_num_load_retries=self.max_num_load_retries,
                 load_retry_interval_seconds=self.load_retry_interval_seconds,
@@ -138,6 +196,36 @@ class TFServingApp(ExtensionApp):
                 num_load_threads=self.num_load_threads,
             ),
         )
+
+    def batching_options(self) -> BatchingParameters | None:
+        """The server-wide batching parameters (None when batching is off)."""
+        if not self.enable_batching:
+            return None
+        if self.batching_parameters_file:
+            return read_batching_parameters_file(
+                os.path.abspath(os.path.expanduser(self.batching_parameters_file)))
+        params = BatchingParameters(
+            max_batch_size=self.max_batch_size,
+            batch_timeout_micros=self.batch_timeout_micros,
+            max_enqueued_batches=self.max_enqueued_batches,
+            num_batch_threads=self.num_batch_threads,
+            allowed_batch_sizes=tuple(self.allowed_batch_sizes),
+            pad_variable_length_inputs=self.pad_variable_length_inputs,
+            enable_large_batch_splitting=self.enable_large_batch_splitting,
+        )
+        params.validate()
+        return params
+
+    def model_batching_options(self) -> dict[str, BatchingParameters]:
+        base = self.batching_options()
+        if base is None:
+            return {}
+        out = {}
+        for model, overrides in self.model_batching_parameters.items():
+            params = base.merged(**dict(overrides))
+            params.validate()
+            out[model] = params
+        return out
 
     @property
     def api_prefix(self) -> str:

@@ -13,18 +13,26 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .batching import BatchEvent, BatchingParameters, BatchScheduler
 
 from .core.manager import Manager, ManagerOptions
 from .core.model_spec import ModelSpec
 from .core.repository import discover_models
-from .core.servable import LoadSpec, Loader
+from .core.servable import Loader, LoadSpec, SignatureInfo
 from .core.source import RepositorySource
 from .core.state import ServableId
 from .metrics.prometheus import make_registry
 from .metrics.stats import ServingStats
+
+if TYPE_CHECKING:
+    from .rest.v1 import PredictCall
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,21 @@ class ServiceOptions:
     num_request_threads: int = 4
     request_timeout_seconds: float | None = 30.0
     manager: ManagerOptions = field(default_factory=ManagerOptions)
+    # None turns batching off; per-model parameters replace it for their model.
+    batching: BatchingParameters | None = field(default_factory=BatchingParameters)
+    model_batching: Mapping[str, BatchingParameters] = field(default_factory=dict)
+
+
+def is_batchable(signature: SignatureInfo, inputs: Mapping[str, np.ndarray]) -> bool:
+    """True when every input and output of the signature has a batch dimension (known rank >= 1
+    with an unknown first dimension) and the request has at least one input: only such calls
+    can be concatenated with others and split back by rows."""
+    if not inputs:
+        return False
+    for info in (*signature.inputs.values(), *signature.outputs.values()):
+        if info.shape is None or len(info.shape) == 0 or info.shape[0] != -1:
+            return False
+    return all(a.ndim >= 1 for a in inputs.values())
 
 
 def _default_loader_factory(servable_id: ServableId, spec: LoadSpec) -> Loader:
@@ -65,6 +88,12 @@ class ModelService:
         self.executor = ThreadPoolExecutor(
             max_workers=max(1, options.num_request_threads), thread_name_prefix="tfserving-request"
         )
+        threads = max(
+            [p.num_batch_threads for p in (options.batching, *options.model_batching.values())
+             if p is not None] or [1]
+        )
+        self.scheduler = BatchScheduler(threads)
+        self.scheduler.add_observer(self._record_batch)
         self._config_file = None
         if options.model_config_file:
             self._config_file = self._make_config_file(options.model_config_file)
@@ -103,6 +132,50 @@ class ModelService:
             self._config_file = self._make_config_file(default)
         return self._config_file.specs()
 
+    def batching_parameters(self, model: str) -> BatchingParameters | None:
+        """The batching parameters of ``model`` (None: it runs unbatched)."""
+        if self.options.batching is None:
+            return None
+        return self.options.model_batching.get(model, self.options.batching)
+
+    def submit_predict(self, call: "PredictCall") -> "Future[dict[str, np.ndarray]]":
+        """Run a decoded predict on its version, batched with other callers' rows when the
+        model's batching is on and the signature has a batch dimension; else alone on a request
+        thread. Returns at once. The call's handle is released when the future completes
+        (whatever the outcome), so the version can unload only after the model ran.
+        Raises UNAVAILABLE at once when the batch queue is full."""
+        servable = call.handle.servable
+        model, version = call.handle.id.name, call.handle.id.version
+        signature_name = call.signature_name
+        stats = self.stats
+
+        def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            started = time.perf_counter()
+            try:
+                return servable.run(signature_name, inputs)
+            finally:
+                stats.record_runtime(model, "predict", time.perf_counter() - started)
+
+        params = self.batching_parameters(model)
+        try:
+            if params is not None and is_batchable(call.signature, call.inputs):
+                key = (model, version, signature_name,
+                       tuple((k, a.dtype.str, a.shape[1:]) for k, a in sorted(call.inputs.items())))
+                timeout = self.options.request_timeout_seconds
+                deadline = time.monotonic() + timeout if timeout else None
+                future = self.scheduler.schedule(key, call.inputs, run, params, deadline)
+            else:
+                future = self.executor.submit(run, call.inputs)
+        except BaseException:
+            call.release()
+            raise
+        future.add_done_callback(lambda _: call.release())
+        return future
+
+    def _record_batch(self, event: BatchEvent) -> None:
+        self.stats.record_batch(event.key[0], event.input_batch_size, event.processed_batch_size,
+                                event.queuing_latencies)
+
     def in_flight(self) -> dict[tuple[str, int], int]:
         """Handles held now per (model, version): the dashboard's refcounts."""
         return {
@@ -128,5 +201,6 @@ class ModelService:
         """Stop polling, let in-flight requests finish, unload everything. Blocking."""
         self.source.stop()
         self.executor.shutdown(wait=True)
+        self.scheduler.stop(timeout)
         self.manager.stop(timeout)
         self._started = False

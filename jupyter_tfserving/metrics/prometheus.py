@@ -26,17 +26,10 @@ def _histogram(name: str, doc: str, labels: list[str],
     return family
 
 
-def _counter(name: str, doc: str, labels: list[str],
-             items: dict[tuple[str, ...], float]) -> Metric:
-    metric = Metric(PREFIX + name, doc, "counter")
-    for key, value in sorted(items.items()):
-        metric.add_sample(PREFIX + name, dict(zip(labels, key)), value)
-    return metric
-
-
-def _gauge(name: str, doc: str, labels: list[str],
-           items: dict[tuple[str, ...], float]) -> Metric:
-    metric = Metric(PREFIX + name, doc, "gauge")
+def _scalar(kind: str, name: str, doc: str, labels: list[str],
+            items: dict[tuple[str, ...], float]) -> Metric:
+    """A counter or gauge whose samples carry exactly ``name`` (no ``_total``)."""
+    metric = Metric(PREFIX + name, doc, kind)
     for key, value in sorted(items.items()):
         metric.add_sample(PREFIX + name, dict(zip(labels, key)), value)
     return metric
@@ -53,7 +46,7 @@ class ServingCollector:
 
     def collect(self) -> Iterator[Metric]:
         s = self._stats.snapshot()
-        yield _counter("request_count", "The total number of requests.",
+        yield _scalar("counter", "request_count", "The total number of requests.",
                        ["model_name", "status"], s.request_count)
         yield _histogram("request_latency",
                          "Distribution of wall time (in microseconds) of requests.",
@@ -75,17 +68,17 @@ class ServingCollector:
             yield _histogram(name, doc, ["model_name"],
                              {(m,): getattr(b, attr) for m, b in batching.items()})
         versions = s.versions
-        yield _counter("version_request_count", "Requests per model version.",
+        yield _scalar("counter", "version_request_count", "Requests per model version.",
                        ["model_name", "model_version"],
                        {(m, str(v)): st.request_count for (m, v), st in versions.items()})
-        yield _counter("version_error_count", "Failed requests per model version.",
+        yield _scalar("counter", "version_error_count", "Failed requests per model version.",
                        ["model_name", "model_version"],
                        {(m, str(v)): st.error_count for (m, v), st in versions.items()})
         yield _histogram("version_request_latency",
                          "Distribution of request wall time (in microseconds) per version.",
                          ["model_name", "model_version"],
                          {(m, str(v)): st.latency_us for (m, v), st in versions.items()})
-        yield _gauge("version_in_flight", "Requests holding a handle on a version now.",
+        yield _scalar("gauge", "version_in_flight", "Requests holding a handle on a version now.",
                      ["model_name", "model_version"],
                      {(m, str(v)): float(n) for (m, v), n in self._in_flight().items()})
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any, Callable
+from concurrent.futures import Future
+from typing import Any, Awaitable, Callable
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -30,11 +31,20 @@ _MAX_VERSION = 2**63 - 1
 _MODEL = r"models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
 _GET_ROUTE = re.compile(rf"^{_MODEL}(?P<metadata>/metadata)?$")
 _POST_ROUTE = re.compile(rf"^{_MODEL}:(?P<verb>predict|classify|regress)$")
-_POST_VERBS: dict[str, Callable[[ModelService, v1.ModelRef, bytes], v1.Answer]] = {
-    "predict": v1.predict,
+_EXAMPLE_VERBS: dict[str, Callable[[ModelService, v1.ModelRef, bytes], v1.Answer]] = {
     "classify": v1.classify,
     "regress": v1.regress,
 }
+
+
+def _release_when_done(begun: "Future[v1.PredictCall]") -> None:
+    """The request gave up while ``begin_predict`` ran: release the handle it took, if any."""
+
+    def release(f: "Future[v1.PredictCall]") -> None:
+        if not f.cancelled() and f.exception() is None:
+            f.result().release()
+
+    begun.add_done_callback(release)
 
 
 class TFServingHandler(APIHandler):
@@ -77,10 +87,12 @@ class TFServingHandler(APIHandler):
         the function's own, DEADLINE_EXCEEDED past the deadline (the work still finishes in its
         worker and releases its handle there), INTERNAL for a bug (logged with its traceback,
         which the client never sees)."""
+        return await self.within_deadline(self.in_worker(fn, *args))
+
+    async def within_deadline(self, work: Awaitable[Any]) -> Any:
+        """Await ``work`` within the request deadline, mapping failures as :meth:`call_api`."""
         try:
-            return await asyncio.wait_for(
-                self.in_worker(fn, *args), self.service.options.request_timeout_seconds
-            )
+            return await asyncio.wait_for(work, self.service.options.request_timeout_seconds)
         except asyncio.TimeoutError:
             raise ServingError(Code.DEADLINE_EXCEEDED, "Request timed out: deadline exceeded") from None
         except ServingError:
@@ -122,19 +134,28 @@ class V1Handler(TFServingHandler):
     def _malformed(self) -> None:
         self.send_error_message(400, f"Malformed request: {self.request.method} {self.request.path}")
 
+    def _route(self, pattern: re.Pattern[str], path: str) -> tuple[re.Match[str], v1.ModelRef] | None:
+        """Match ``path`` and parse its model reference, or answer the error and return None."""
+        match = pattern.match(path)
+        if match is None:
+            self._malformed()
+            return None
+        try:
+            return match, _model_ref(match)
+        except ServingError as exc:
+            self.send_serving_error(exc)
+            return None
+
     @web.authenticated
     @authorized
     async def get(self, path: str) -> None:
         if path in ("models", "models/"):
             data = await self.run_api(v1.list_models, self.service)
         else:
-            match = _GET_ROUTE.match(path)
-            if match is None:
-                return self._malformed()
-            try:
-                ref = _model_ref(match)
-            except ServingError as exc:
-                return self.send_serving_error(exc)
+            routed = self._route(_GET_ROUTE, path)
+            if routed is None:
+                return
+            match, ref = routed
             fn = v1.model_metadata if match.group("metadata") else v1.model_status
             data = await self.run_api(fn, self.service, ref)
         if data is not None:
@@ -143,18 +164,19 @@ class V1Handler(TFServingHandler):
     @web.authenticated
     @authorized
     async def post(self, path: str) -> None:
-        match = _POST_ROUTE.match(path)
-        if match is None:
-            return self._malformed()
-        try:
-            ref = _model_ref(match)
-        except ServingError as exc:
-            return self.send_serving_error(exc)
+        routed = self._route(_POST_ROUTE, path)
+        if routed is None:
+            return
+        match, ref = routed
         verb = match.group("verb")
         started = time.perf_counter()
         status, version = Code.OK.name, None
         try:
-            answer = await self.call_api(_POST_VERBS[verb], self.service, ref, self.request.body)
+            if verb == "predict":
+                answer = await self.within_deadline(self._predict(ref))
+            else:
+                answer = await self.call_api(_EXAMPLE_VERBS[verb], self.service, ref,
+                                             self.request.body)
         except ServingError as exc:
             status, version = exc.code.name, exc.version
             self.send_serving_error(exc)
@@ -165,6 +187,24 @@ class V1Handler(TFServingHandler):
         finally:
             self.service.stats.record_request(ref.name, version, verb, status,
                                               time.perf_counter() - started)
+
+    async def _predict(self, ref: v1.ModelRef) -> v1.Answer:
+        """Decode on a worker, wait for the (batched) run without holding a thread, encode on
+        a worker. If the deadline cancels this coroutine, the version's handle is still
+        released: by the run future's callback, or here once ``begin_predict`` returns."""
+        service = self.service
+        begun = service.executor.submit(v1.begin_predict, service, ref, self.request.body)
+        try:
+            call = await asyncio.wrap_future(begun)
+        except asyncio.CancelledError:
+            _release_when_done(begun)
+            raise
+        try:
+            outputs = await asyncio.wrap_future(service.submit_predict(call))
+        except ServingError as exc:
+            exc.version = call.version
+            raise
+        return await self.in_worker(v1.finish_predict, call, outputs)
 
     @web.authenticated
     @authorized

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+
+import numpy as np
 
 from ..core.servable import (
     CLASSIFY_METHOD,
@@ -73,33 +75,83 @@ def _routed(service: "ModelService", ref: ModelRef) -> Iterator[ServableHandle]:
             raise
 
 
-def predict(service: "ModelService", ref: ModelRef, body: bytes) -> Answer:
+@dataclass
+class PredictCall:
+    """A decoded predict request holding a handle on its version until :meth:`release`."""
+
+    handle: ServableHandle
+    signature_name: str
+    signature: SignatureInfo
+    inputs: dict[str, np.ndarray]
+    row_format: bool
+
+    @property
+    def version(self) -> int:
+        return self.handle.id.version
+
+    def release(self) -> None:
+        self.handle.release()
+
+
+def begin_predict(service: "ModelService", ref: ModelRef, body: bytes) -> PredictCall:
+    """Parse and decode a predict request and route it; the returned call holds a handle, which
+    the caller must release once the model has run (``ModelService.submit_predict`` arranges
+    it). Runs on a request worker thread."""
     request = json_codec.parse_predict_request(body)
-    with _routed(service, ref) as handle:
+    handle = service.manager.acquire(ref.name, ref.version, ref.label)
+    try:
         name = request.signature_name or DEFAULT_SIGNATURE
         signature = _signature(handle.servable, name)
         inputs = json_codec.decode_inputs(request, signature)
-        outputs = handle.servable.run(name, inputs)
-        return Answer(json_codec.encode_predict_response(outputs, request.row_format),
-                      handle.id.version)
+    except BaseException as exc:
+        if isinstance(exc, ServingError):
+            exc.version = handle.id.version
+        handle.release()
+        raise
+    return PredictCall(handle, name, signature, inputs, request.row_format)
+
+
+def finish_predict(call: PredictCall, outputs: Mapping[str, np.ndarray]) -> Answer:
+    """Encode the model's outputs as TF Serving's JSON. Runs on a request worker thread."""
+    try:
+        return Answer(json_codec.encode_predict_response(outputs, call.row_format), call.version)
+    except ServingError as exc:
+        exc.version = call.version
+        raise
+
+
+def predict(service: "ModelService", ref: ModelRef, body: bytes) -> Answer:
+    """The whole predict, blocking (for callers without an event loop); the REST handler runs
+    :func:`begin_predict`, ``submit_predict`` and :func:`finish_predict` without holding a
+    thread while the request waits for its batch."""
+    call = begin_predict(service, ref, body)
+    future = service.submit_predict(call)
+    try:
+        outputs = future.result()
+    except ServingError as exc:
+        exc.version = call.version
+        raise
+    return finish_predict(call, outputs)
+
+
+def _run_examples(service: "ModelService", ref: ModelRef, body: bytes, method: str,
+                  what: str, encode: Callable[[Mapping[str, np.ndarray]], bytes]) -> Answer:
+    signature_name, batch = json_codec.parse_examples_request(body)
+    with _routed(service, ref) as handle:
+        name = signature_name or DEFAULT_SIGNATURE
+        _check_method(_signature(handle.servable, name), method, what)
+        outputs = handle.servable.run_examples(name, batch)
+        return Answer(encode(outputs), handle.id.version)
 
 
 def classify(service: "ModelService", ref: ModelRef, body: bytes) -> Answer:
-    signature_name, batch = json_codec.parse_examples_request(body)
-    with _routed(service, ref) as handle:
-        name = signature_name or DEFAULT_SIGNATURE
-        _check_method(_signature(handle.servable, name), CLASSIFY_METHOD, "classification")
-        outputs = handle.servable.run_examples(name, batch)
-        return Answer(json_codec.encode_classify_response(outputs), handle.id.version)
+    return _run_examples(service, ref, body, CLASSIFY_METHOD, "classification",
+                         json_codec.encode_classify_response)
 
 
 def regress(service: "ModelService", ref: ModelRef, body: bytes) -> Answer:
-    signature_name, batch = json_codec.parse_examples_request(body)
-    with _routed(service, ref) as handle:
-        name = signature_name or DEFAULT_SIGNATURE
-        _check_method(_signature(handle.servable, name), REGRESS_METHOD, "regression")
-        outputs = handle.servable.run_examples(name, batch)
-        return Answer(json_codec.encode_regress_response(outputs), handle.id.version)
+    return _run_examples(service, ref, body, REGRESS_METHOD, "regression",
+                         json_codec.encode_regress_response)
 
 
 def _status_json(status: VersionStatus) -> dict[str, Any]:
