@@ -352,7 +352,7 @@ class BatchScheduler:
             sizes = [rows]
             new_batches = 0
         elif params.enable_large_batch_splitting:
-            first = room if room > 0 else 0
+            first = max(room, 0)
             rest = rows - first
             new_batches = -(-rest // cap)
             sizes = ([first] if first else []) + [cap] * (rest // cap)
@@ -442,12 +442,11 @@ class BatchScheduler:
         """Run one batch and complete its tasks. Called on a batch thread, lock not held."""
         params = queue.params
         start = self._clock()
-        deadline_error = ServingError(Code.DEADLINE_EXCEEDED, DEADLINE_MESSAGE)
         live: list[_Task] = []
         for task in batch.tasks:
             request = task.request
             if request.deadline is not None and start >= request.deadline:
-                request.fail(deadline_error)
+                request.fail(ServingError(Code.DEADLINE_EXCEEDED, DEADLINE_MESSAGE))
             elif request.start():
                 live.append(task)
         if not live:
@@ -463,14 +462,15 @@ class BatchScheduler:
         outputs: dict[str, np.ndarray] = {}
         run_seconds = 0.0
         try:
+            names = set(live[0].inputs)
+            if any(set(t.inputs) != names for t in live):
+                raise ServingError(Code.INTERNAL, "Tasks of one batch have different inputs")
             batched = {
                 name: _assemble(
                     [t.inputs[name] for t in live], params.pad_variable_length_inputs, processed
                 )
                 for name in live[0].inputs
             }
-            if any(set(t.inputs) != set(batched) for t in live):
-                raise ServingError(Code.INTERNAL, "Tasks of one batch have different inputs")
             run = live[0].request.run
             assert run is not None
             run_start = self._clock()
@@ -482,9 +482,10 @@ class BatchScheduler:
         except ServingError as exc:
             error = exc
         except Exception as exc:
-            error = ServingError(Code.INTERNAL, str(exc))
+            error = ServingError(Code.INTERNAL, str(exc) or type(exc).__name__)
         except BaseException as exc:
-            self._finish(queue, live, rows, processed, error=ServingError(Code.INTERNAL, repr(exc)))
+            # Not even KeyboardInterrupt may leave this batch's callers waiting.
+            self._finish(queue, live, rows, processed, ServingError(Code.INTERNAL, repr(exc)))
             raise
 
         self._account(queue, len(live), rows, processed, error)

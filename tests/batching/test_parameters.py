@@ -158,7 +158,9 @@ def test_validate_accepts_allowed_sizes_ending_at_execution_size() -> None:
         allowed_batch_sizes=(2, 4),
     ).validate()
     # max_execution_batch_size is ignored without splitting.
-    BatchingParameters(max_batch_size=8, max_execution_batch_size=4, allowed_batch_sizes=(8,)).validate()
+    BatchingParameters(
+        max_batch_size=8, max_execution_batch_size=4, allowed_batch_sizes=(8,)
+    ).validate()
 
 
 def test_merged() -> None:

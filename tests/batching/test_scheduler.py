@@ -19,6 +19,7 @@ from jupyter_tfserving.batching import BatchEvent, BatchingParameters, BatchSche
 from jupyter_tfserving.core.status import Code, ServingError
 
 WAIT = 10.0  # seconds: only a guard against hangs
+MakeScheduler = Callable[..., BatchScheduler]
 
 
 class Recorder:
@@ -102,7 +103,7 @@ def code_of(future: concurrent.futures.Future) -> ServingError:
 # ------------------------------------------------------------------------------- correctness
 
 
-def test_many_concurrent_callers_each_get_exactly_their_rows(make_scheduler) -> None:
+def test_many_concurrent_callers_each_get_exactly_their_rows(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(2)
     p = params(max_batch_size=16, allowed_batch_sizes=(4, 8, 16))
 
@@ -129,7 +130,7 @@ def test_many_concurrent_callers_each_get_exactly_their_rows(make_scheduler) -> 
     assert stats.enqueued_tasks == 0
 
 
-def test_batches_form_while_threads_are_busy(make_scheduler) -> None:
+def test_batches_form_while_threads_are_busy(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     rec = Recorder(block_first=True)
     p = params(max_batch_size=4)
@@ -146,13 +147,13 @@ def test_batches_form_while_threads_are_busy(make_scheduler) -> None:
     np.testing.assert_array_equal(rec.batches[1]["x"], col(1, 2, 3, 4))
 
 
-def test_timeout_zero_runs_a_lone_task_at_once(make_scheduler) -> None:
+def test_timeout_zero_runs_a_lone_task_at_once(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     out = sched.schedule("k", {"x": col(3)}, Recorder(), params(max_batch_size=100)).result(WAIT)
     np.testing.assert_array_equal(out["y"], col(6))
 
 
-def test_padding_to_allowed_batch_sizes_never_leaks(make_scheduler) -> None:
+def test_padding_to_allowed_batch_sizes_never_leaks(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     events: list[BatchEvent] = []
     sched.add_observer(events.append)
@@ -160,7 +161,10 @@ def test_padding_to_allowed_batch_sizes_never_leaks(make_scheduler) -> None:
     p = params(max_batch_size=8, allowed_batch_sizes=(2, 4, 8))
     f0 = sched.schedule("k", {"x": col(1)}, rec, p)
     rec.wait_started()
-    fs = [sched.schedule("k", {"x": col(10, 11)}, rec, p), sched.schedule("k", {"x": col(20)}, rec, p)]
+    fs = [
+        sched.schedule("k", {"x": col(10, 11)}, rec, p),
+        sched.schedule("k", {"x": col(20)}, rec, p),
+    ]
     rec.release.set()
     np.testing.assert_array_equal(f0.result(WAIT)["y"], col(1.5))
     a, b = (f.result(WAIT) for f in fs)
@@ -181,7 +185,7 @@ def test_padding_to_allowed_batch_sizes_never_leaks(make_scheduler) -> None:
     assert sched.queue_stats()[0].padding_rows == 2
 
 
-def test_results_do_not_share_memory(make_scheduler) -> None:
+def test_results_do_not_share_memory(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     rec = Recorder(block_first=True, fn=lambda b: {"y": b["x"]})  # returns the batch buffer
     p = params(max_batch_size=8)
@@ -197,7 +201,7 @@ def test_results_do_not_share_memory(make_scheduler) -> None:
     np.testing.assert_array_equal(b, col(2))
 
 
-def test_pad_variable_length_inputs(make_scheduler) -> None:
+def test_pad_variable_length_inputs(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     rec = Recorder(block_first=True, fn=lambda b: {"y": b["x"], "s": b["s"]})
     p = params(max_batch_size=8, pad_variable_length_inputs=True)
@@ -225,7 +229,7 @@ def test_pad_variable_length_inputs(make_scheduler) -> None:
     np.testing.assert_array_equal(fb.result(WAIT)["y"], [[3, 4, 5]])
 
 
-def test_mismatched_shapes_without_padding_fail_internal(make_scheduler) -> None:
+def test_mismatched_shapes_without_padding_fail_internal(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     rec = Recorder(block_first=True)
     p = params(max_batch_size=8)
@@ -240,10 +244,32 @@ def test_mismatched_shapes_without_padding_fail_internal(make_scheduler) -> None
     assert rec.sizes() == [1]  # never ran
 
 
+@pytest.mark.parametrize(
+    "other",
+    [{"z": np.ones((1, 1))}, {"x": np.ones((1, 1), dtype=np.int32)}],
+    ids=["names", "dtype"],
+)
+def test_tasks_that_cannot_share_a_batch_fail_internal(
+    make_scheduler: MakeScheduler, other: dict[str, np.ndarray]
+) -> None:
+    sched = make_scheduler(1)
+    rec = Recorder(block_first=True)
+    p = params(max_batch_size=8)
+    f0 = sched.schedule("k", {"x": col(0)}, rec, p)
+    rec.wait_started()
+    fa = sched.schedule("k", {"x": np.ones((1, 1), dtype=np.float32)}, rec, p)
+    fb = sched.schedule("k", other, rec, p)
+    rec.release.set()
+    f0.result(WAIT)
+    assert code_of(fa).code == Code.INTERNAL
+    assert code_of(fb).code == Code.INTERNAL
+    assert rec.sizes() == [1]
+
+
 # ---------------------------------------------------------------------------------- splitting
 
 
-def test_large_batch_splitting_reassembles_in_order(make_scheduler) -> None:
+def test_large_batch_splitting_reassembles_in_order(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(2)
     rec = Recorder()
     p = params(max_batch_size=4, enable_large_batch_splitting=True)
@@ -253,7 +279,7 @@ def test_large_batch_splitting_reassembles_in_order(make_scheduler) -> None:
     assert sorted(rec.sizes()) == [2, 4, 4]
 
 
-def test_splitting_fills_the_open_batch_first(make_scheduler) -> None:
+def test_splitting_fills_the_open_batch_first(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     rec = Recorder(block_first=True)
     p = params(
@@ -271,7 +297,7 @@ def test_splitting_fills_the_open_batch_first(make_scheduler) -> None:
     np.testing.assert_array_equal(rec.batches[1]["x"], col(100, 1, 2, 3))
 
 
-def test_split_request_fails_once_if_a_piece_fails(make_scheduler) -> None:
+def test_split_request_fails_once_if_a_piece_fails(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     calls: list[int] = []
 
@@ -287,7 +313,7 @@ def test_split_request_fails_once_if_a_piece_fails(make_scheduler) -> None:
     assert (err.code, err.message) == (Code.INVALID_ARGUMENT, "second piece is bad")
 
 
-def test_without_splitting_a_large_task_is_invalid(make_scheduler) -> None:
+def test_without_splitting_a_large_task_is_invalid(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     with pytest.raises(ServingError) as info:
         sched.schedule("k", {"x": col(*range(5))}, Recorder(), params(max_batch_size=4))
@@ -295,7 +321,7 @@ def test_without_splitting_a_large_task_is_invalid(make_scheduler) -> None:
     assert info.value.message == "Task size 5 is larger than maximum input batch size 4"
 
 
-def test_split_task_larger_than_the_whole_queue_is_invalid(make_scheduler) -> None:
+def test_split_task_larger_than_the_whole_queue_is_invalid(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     p = params(max_batch_size=2, max_enqueued_batches=3, enable_large_batch_splitting=True)
     with pytest.raises(ServingError) as info:
@@ -306,7 +332,7 @@ def test_split_task_larger_than_the_whole_queue_is_invalid(make_scheduler) -> No
 # ------------------------------------------------------------------------------------- errors
 
 
-def test_queue_full_is_unavailable_at_once(make_scheduler) -> None:
+def test_queue_full_is_unavailable_at_once(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     rec = Recorder(block_first=True)
     p = params(max_batch_size=1, max_enqueued_batches=2)
@@ -324,7 +350,7 @@ def test_queue_full_is_unavailable_at_once(make_scheduler) -> None:
         np.testing.assert_array_equal(f.result(WAIT)["y"], col(2 * v))
 
 
-def test_deadline_exceeded_in_the_queue(make_scheduler) -> None:
+def test_deadline_exceeded_in_the_queue(make_scheduler: MakeScheduler) -> None:
     clock = FakeClock()
     sched = make_scheduler(1, clock=clock)
     rec = Recorder(block_first=True)
@@ -349,7 +375,7 @@ def test_deadline_exceeded_in_the_queue(make_scheduler) -> None:
     )
 
 
-def test_cancelled_tasks_are_skipped(make_scheduler) -> None:
+def test_cancelled_tasks_are_skipped(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     rec = Recorder(block_first=True)
     p = params(max_batch_size=8)
@@ -367,12 +393,15 @@ def test_cancelled_tasks_are_skipped(make_scheduler) -> None:
 @pytest.mark.parametrize(
     "raised, expected",
     [
-        (ServingError(Code.INVALID_ARGUMENT, "model says no"), (Code.INVALID_ARGUMENT, "model says no")),
+        (
+            ServingError(Code.INVALID_ARGUMENT, "model says no"),
+            (Code.INVALID_ARGUMENT, "model says no"),
+        ),
         (ValueError("boom"), (Code.INTERNAL, "boom")),
     ],
 )
 def test_failing_batch_fails_each_task_with_the_models_error(
-    make_scheduler, raised: Exception, expected: tuple[Code, str]
+    make_scheduler: MakeScheduler, raised: Exception, expected: tuple[Code, str]
 ) -> None:
     sched = make_scheduler(1)
     events: list[BatchEvent] = []
@@ -395,7 +424,7 @@ def test_failing_batch_fails_each_task_with_the_models_error(
     assert sched.queue_stats()[0].batches_failed == 2
 
 
-def test_wrong_output_rows_fail_every_task_internal(make_scheduler) -> None:
+def test_wrong_output_rows_fail_every_task_internal(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     rec = Recorder(block_first=True, fn=lambda b: {"y": b["x"][:1]})
     p = params(max_batch_size=8)
@@ -412,7 +441,7 @@ def test_wrong_output_rows_fail_every_task_internal(make_scheduler) -> None:
         )
 
 
-def test_invalid_inputs_raise_at_once(make_scheduler) -> None:
+def test_invalid_inputs_raise_at_once(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     p = params()
     cases = [
@@ -430,7 +459,7 @@ def test_invalid_inputs_raise_at_once(make_scheduler) -> None:
     assert info.value.code == Code.INVALID_ARGUMENT
 
 
-def test_queue_keeps_the_parameters_it_was_made_with(make_scheduler) -> None:
+def test_queue_keeps_the_parameters_it_was_made_with(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     sched.schedule("k", {"x": col(1)}, Recorder(), params(max_batch_size=2)).result(WAIT)
     with pytest.raises(ServingError) as info:
@@ -444,7 +473,7 @@ def test_queue_keeps_the_parameters_it_was_made_with(make_scheduler) -> None:
 # ----------------------------------------------------------------------- scheduling policies
 
 
-def test_round_robin_across_keys(make_scheduler) -> None:
+def test_round_robin_across_keys(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     order: list[str] = []
     ra = Recorder(block_first=True, label="a", log=order)
@@ -460,7 +489,7 @@ def test_round_robin_across_keys(make_scheduler) -> None:
     assert order == ["a", "b", "a", "b", "a", "b", "a"]
 
 
-def test_batch_timeout_waits_for_more_tasks(make_scheduler) -> None:
+def test_batch_timeout_waits_for_more_tasks(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     rec = Recorder()
     # A timeout far longer than the test: the batch runs only because it fills up.
@@ -471,7 +500,7 @@ def test_batch_timeout_waits_for_more_tasks(make_scheduler) -> None:
     assert rec.sizes() == [3]
 
 
-def test_batch_timeout_expires_for_a_batch_that_is_not_full(make_scheduler) -> None:
+def test_batch_timeout_expires_for_a_batch_that_is_not_full(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
     rec = Recorder()
     p = params(max_batch_size=100, batch_timeout_micros=20_000)
@@ -480,7 +509,7 @@ def test_batch_timeout_expires_for_a_batch_that_is_not_full(make_scheduler) -> N
     assert rec.sizes() == [1]
 
 
-def test_batch_timeout_with_injected_clock(make_scheduler) -> None:
+def test_batch_timeout_with_injected_clock(make_scheduler: MakeScheduler) -> None:
     clock = FakeClock()
     sched = make_scheduler(1, clock=clock)
     rec = Recorder()
@@ -495,7 +524,7 @@ def test_batch_timeout_with_injected_clock(make_scheduler) -> None:
 # -------------------------------------------------------------------------------------- stop
 
 
-def test_stop_fails_queued_tasks_and_joins(make_scheduler) -> None:
+def test_stop_fails_queued_tasks_and_joins(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(2, thread_name_prefix="stop_test_batch")
     rec = Recorder(block_first=True)
     p = params(max_batch_size=100, batch_timeout_micros=600_000_000)
@@ -519,7 +548,7 @@ def test_stop_fails_queued_tasks_and_joins(make_scheduler) -> None:
     sched.stop()  # idempotent
 
 
-def test_observer_errors_do_not_break_batches(make_scheduler) -> None:
+def test_observer_errors_do_not_break_batches(make_scheduler: MakeScheduler) -> None:
     sched = make_scheduler(1)
 
     def bad(event: BatchEvent) -> None:
@@ -536,7 +565,7 @@ def test_observer_errors_do_not_break_batches(make_scheduler) -> None:
     assert seen[0].run_seconds >= 0
 
 
-def test_idle_queues_are_dropped(make_scheduler) -> None:
+def test_idle_queues_are_dropped(make_scheduler: MakeScheduler) -> None:
     clock = FakeClock()
     sched = make_scheduler(1, clock=clock, idle_queue_seconds=60)
     sched.schedule("old", {"x": col(1)}, Recorder(), params()).result(WAIT)
