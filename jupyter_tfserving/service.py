@@ -159,8 +159,12 @@ class ModelService:
         params = self.batching_parameters(model)
         try:
             if params is not None and is_batchable(call.signature, call.inputs):
+                # Rows can share a batch when their non-batch shapes match, or, with
+                # pad_variable_length_inputs, when only their lengths differ (ranks match).
+                shape = (lambda a: a.ndim) if params.pad_variable_length_inputs else (
+                    lambda a: a.shape[1:])
                 key = (model, version, signature_name,
-                       tuple((k, a.dtype.str, a.shape[1:]) for k, a in sorted(call.inputs.items())))
+                       tuple((k, a.dtype.str, shape(a)) for k, a in sorted(call.inputs.items())))
                 timeout = self.options.request_timeout_seconds
                 deadline = time.monotonic() + timeout if timeout else None
                 future = self.scheduler.schedule(key, call.inputs, run, params, deadline)

@@ -142,3 +142,33 @@ def test_demo_serves_and_answers(tmp_path):
     assert '{"predictions":' in out.stdout and "curl -H" in out.stdout
     curl = next(line for line in out.stdout.splitlines() if "try:" in line)
     assert "/tfserving/v1/models/half_plus_two:predict" in curl
+
+
+def test_batching_options_from_traits_file_and_per_model(tmp_path):
+    from tests.conftest import testdata_or_skip
+
+    app = TFServingApp(model_root=str(tmp_path), max_batch_size=16, batch_timeout_micros=500,
+                       allowed_batch_sizes=[4, 16],
+                       model_batching_parameters={"slow": {"max_batch_size": 4,
+                                                           "allowed_batch_sizes": [4]}})
+    options = app.service_options()
+    assert (options.batching.max_batch_size, options.batching.batch_timeout_micros) == (16, 500)
+    assert options.batching.allowed_batch_sizes == (4, 16)
+    assert options.model_batching["slow"].max_batch_size == 4
+    assert options.model_batching["slow"].batch_timeout_micros == 500
+    assert TFServingApp(model_root=str(tmp_path), enable_batching=False).service_options().batching is None
+
+    testdata = testdata_or_skip()
+    from_file = TFServingApp(model_root=str(tmp_path),
+                             batching_parameters_file=str(testdata / "batching_config.txt"))
+    params = from_file.service_options().batching
+    assert (params.max_batch_size, params.batch_timeout_micros, params.max_enqueued_batches,
+            params.num_batch_threads) == (128, 0, 1000000, 8)
+
+
+def test_invalid_batching_traits_are_refused(tmp_path):
+    from jupyter_tfserving.core.status import ServingError
+
+    with pytest.raises(ServingError):
+        TFServingApp(model_root=str(tmp_path), max_batch_size=8,
+                     allowed_batch_sizes=[4, 6]).service_options()

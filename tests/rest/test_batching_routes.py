@@ -150,3 +150,26 @@ async def test_signatures_without_a_batch_dimension_run_unbatched(rest, publish,
         "inputs": {"a": [[1.0, 1.0]], "b": [1], "s": ["x"]}})
     assert code == 200
     assert len(service.scheduler.queue_stats()) == 1
+
+
+@pytest.mark.parametrize("tfserving_config", [{"num_batch_threads": 1}])
+async def test_rows_of_other_shapes_go_to_their_own_queue(gated, rest, jp_serverapp):
+    await rest.wait_for("gated", 1)
+    gated.gate.set()
+    assert await _predict(rest, 1.0) == (200, {"predictions": [[2.0]]})
+    code, data, _ = await rest.call("/v1/models/gated:predict", {"instances": [[1.0, 2.0]]})
+    assert (code, data) == (200, {"predictions": [[2.0, 4.0]]})
+    service = jp_serverapp.web_app.settings[SERVICE]
+    assert len(service.scheduler.queue_stats()) == 2
+
+
+@pytest.mark.parametrize("tfserving_config", [
+    {"num_batch_threads": 1, "pad_variable_length_inputs": True}])
+async def test_padding_lets_rows_of_other_lengths_share_a_queue(gated, rest, jp_serverapp):
+    await rest.wait_for("gated", 1)
+    gated.gate.set()
+    assert await _predict(rest, 1.0) == (200, {"predictions": [[2.0]]})
+    code, data, _ = await rest.call("/v1/models/gated:predict", {"instances": [[1.0, 2.0]]})
+    assert (code, data) == (200, {"predictions": [[2.0, 4.0]]})
+    service = jp_serverapp.web_app.settings[SERVICE]
+    assert len(service.scheduler.queue_stats()) == 1
