@@ -1,0 +1,209 @@
+"""Scenario 1, the serving path's own cost: no HTTP, no TensorFlow, a model that does nothing.
+
+    python -m benchmarks.inprocess --threads 1,8 --seconds 3
+
+Builds a real :class:`~jupyter_tfserving.service.ModelService` over a temporary model_root
+whose only model, ``noop``, is loaded by a fake loader factory into :class:`NoopServable` (a
+"python" servable implementing core/servable.py's protocol whose ``run`` returns its inputs;
+signature ``x`` float [-1, 1] -> ``x``, so it is batchable). It waits for ``noop/1`` to be
+AVAILABLE, then drives, from T threads each, back to back:
+
+- ``rest_batching``: ``v1.begin_predict`` (JSON parse, route, decode) + ``submit_predict`` (batch
+  scheduler) ``.result()`` + ``v1.finish_predict`` (JSON encode), i.e. what a REST predict does
+  minus HTTP, with batching on (the server's default parameters);
+- ``rest_unbatched``: the same with batching off (``submit_predict`` runs on a request thread);
+- ``core_batching``: ``manager.acquire()`` + ``scheduler.schedule(...).result()`` + ``release()``:
+  the manager and scheduler alone, no JSON;
+- ``manager_only``: ``manager.acquire()`` + ``release()``.
+
+For each it reports calls/s (wall) and calls per CPU-second of the whole process
+(``time.process_time`` over the window: every thread, the scheduler's included), which is the
+"per core" figure, comparable to TF Serving's launch claim of ~100,000 requests/s per core for
+its C++ core (Olston et al., 2017; measured there without RPC and without TensorFlow).
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from jupyter_tfserving.core.servable import ExampleBatch, LoadSpec, SignatureInfo, TensorInfo
+from jupyter_tfserving.core.state import ServableId, ServableState
+from jupyter_tfserving.rest import v1
+from jupyter_tfserving.service import ModelService, ServiceOptions
+
+MODEL = "noop"
+BODY = b'{"instances": [[1.0]]}'
+TF_SERVING_CLAIM_PER_CORE = 100_000.0
+
+_SIGNATURE = SignatureInfo(
+    inputs={"x": TensorInfo("DT_FLOAT", (-1, 1), "x:0")},
+    outputs={"x": TensorInfo("DT_FLOAT", (-1, 1), "x:0")},
+)
+
+
+class NoopServable:
+    """A "python" servable: ``run`` returns its inputs."""
+
+    def signatures(self) -> Mapping[str, SignatureInfo]:
+        return {"serving_default": _SIGNATURE}
+
+    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(inputs)
+
+    def run_examples(self, signature_name: str, batch: ExampleBatch) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def metadata(self) -> dict[str, Any]:
+        return {"signature_def": {"signature_def": {}}}
+
+    def close(self) -> None:
+        pass
+
+
+class NoopLoader:
+    def load(self) -> NoopServable:
+        return NoopServable()
+
+
+def noop_loader_factory(servable_id: ServableId, spec: LoadSpec) -> NoopLoader:
+    return NoopLoader()
+
+
+def make_service(model_root: str, batching: bool, request_threads: int) -> ModelService:
+    os.makedirs(os.path.join(model_root, MODEL, "1"), exist_ok=True)  # any dir is a version
+    options = ServiceOptions(
+        model_root=model_root,
+        file_system_poll_wait_seconds=0,  # scan once
+        num_request_threads=request_threads,
+    )
+    if not batching:
+        options.batching = None
+    service = ModelService(options, loader_factory=noop_loader_factory)
+    service.start()
+    service.manager.wait_for(MODEL, 1, [ServableState.AVAILABLE], timeout=30)
+    return service
+
+
+def rest_path(service: ModelService) -> Callable[[], None]:
+    ref = v1.ModelRef(MODEL)
+
+    def call() -> None:
+        c = v1.begin_predict(service, ref, BODY)
+        outputs = service.submit_predict(c).result()
+        v1.finish_predict(c, outputs)
+
+    return call
+
+
+def core_path(service: ModelService) -> Callable[[], None]:
+    manager, scheduler = service.manager, service.scheduler
+    params = service.batching_parameters(MODEL)
+    inputs = {"x": np.ones((1, 1), np.float32)}
+    key = (MODEL, 1, "serving_default", (("x", "<f4", (1,)),))
+
+    def call() -> None:
+        handle = manager.acquire(MODEL)
+        try:
+            servable = handle.servable
+            scheduler.schedule(key, inputs, lambda x: servable.run("serving_default", x),
+                               params, None).result()
+        finally:
+            handle.release()
+
+    return call
+
+
+def manager_path(service: ModelService) -> Callable[[], None]:
+    manager = service.manager
+
+    def call() -> None:
+        manager.acquire(MODEL).release()
+
+    return call
+
+
+def drive(call: Callable[[], None], threads: int, seconds: float) -> dict[str, Any]:
+    for _ in range(200):  # warm
+        call()
+    stop = threading.Event()
+    counts = [0] * threads
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        n = 0
+        try:
+            while not stop.is_set():
+                call()
+                n += 1
+        except BaseException as exc:  # report, do not hang
+            errors.append(exc)
+        counts[i] = n
+
+    workers = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for w in workers:
+        w.start()
+    time.sleep(seconds)
+    stop.set()
+    for w in workers:
+        w.join()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    if errors:
+        raise errors[0]
+    n = sum(counts)
+    return {
+        "threads": threads,
+        "calls": n,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cores_used": cpu / wall,
+        "calls_per_s": n / wall,
+        "calls_per_cpu_s": n / cpu if cpu > 0 else None,
+        "us_per_call_cpu": 1e6 * cpu / n if n else None,
+        "vs_tf_serving_claim": (n / cpu) / TF_SERVING_CLAIM_PER_CORE if cpu > 0 else None,
+    }
+
+
+VARIANTS: dict[str, tuple[bool, Callable[[ModelService], Callable[[], None]]]] = {
+    "rest_batching": (True, rest_path),
+    "rest_unbatched": (False, rest_path),
+    "core_batching": (True, core_path),
+    "manager_only": (True, manager_path),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", default="1,8")
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    args = p.parse_args(argv)
+    thread_counts = [int(t) for t in args.threads.split(",") if t]
+    out: dict[str, Any] = {"cpu_count": os.cpu_count(), "tf_serving_claim_per_core":
+                           TF_SERVING_CLAIM_PER_CORE, "variants": {}}
+    for name in [v for v in args.variants.split(",") if v]:
+        batching, make_call = VARIANTS[name]
+        with tempfile.TemporaryDirectory(prefix="bench-inprocess-") as root:
+            service = make_service(root, batching, request_threads=max(thread_counts))
+            try:
+                call = make_call(service)
+                out["variants"][name] = [drive(call, t, args.seconds) for t in thread_counts]
+            finally:
+                service.stop(timeout=10)
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
