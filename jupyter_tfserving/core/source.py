@@ -75,16 +75,21 @@ class RepositorySource:
                     log.error("Model %r is configured twice; using the first", spec.name)
                     continue
                 seen.add(spec.name)
-                self._apply(spec)
+                try:
+                    self._apply(spec)
+                except Exception:  # one broken model must not stop the others or the poller
+                    log.exception("Could not scan model %r; keeping its versions as they are",
+                                  spec.name)
             for gone in self._known - seen:
                 self._manager.set_aspired_versions(gone, {})
                 self._applied_labels.pop(gone, None)
             self._known = seen
 
     def _apply(self, spec: ModelSpec) -> None:
-        on_disk = list_versions(spec.base_path)
+        on_disk = {v: path for v, path in list_versions(spec.base_path).items()
+                   if v not in spec.unloaded}
         aspired = set(spec.version_policy.aspired(on_disk))
-        aspired |= {v for v in spec.labels.values() if v in on_disk}
+        aspired |= {v for v in (*spec.labels.values(), *spec.pinned) if v in on_disk}
         self._manager.set_aspired_versions(
             spec.name,
             {
