@@ -27,7 +27,13 @@ from .rest.handlers import (
     StatsHandler,
     V1Handler,
 )
-from .service import CONFIG_FILE_NAME, ModelService, ServiceOptions
+from .rest.management import ManagementHandler, OpenAPIHandler
+from .service import CONFIG_FILE_NAME, ModelService, ServiceOptions, load_signing_key
+
+# Set in the server's environment (so kernels it starts inherit them) while the extension runs:
+# where the REST API is and the token that opens it. The kernel-side client reads them.
+ENV_URL = "JUPYTER_TFSERVING_URL"
+ENV_TOKEN = "JUPYTER_TFSERVING_TOKEN"
 
 
 class TFServingApp(ExtensionApp):
@@ -153,6 +159,22 @@ class TFServingApp(ExtensionApp):
         '{"demo": {"max_batch_size": 8, "batch_timeout_micros": 1000}}.',
     )
 
+    signing_key_file = Unicode(
+        config=True,
+        help="The secret that signs pickled (platform 'python') versions published through "
+        "this server; only versions it signed are ever unpickled. Created if missing. Keep it "
+        "outside model_root. Default: <jupyter data dir>/tfserving/signing_key.",
+    )
+    max_upload_bytes = Int(
+        4 << 30,
+        config=True,
+        help="Largest published version (unpacked size of the uploaded archive), in bytes.",
+    )
+
+    @default("signing_key_file")
+    def _default_signing_key_file(self) -> str:
+        return os.path.join(jupyter_data_dir(), "tfserving", "signing_key")
+
     @default("model_root")
     def _default_model_root(self) -> str:
         return os.path.join(jupyter_data_dir(), "tfserving", "models")
@@ -186,6 +208,9 @@ class TFServingApp(ExtensionApp):
                 self.rest_api_timeout_in_ms / 1000 if self.rest_api_timeout_in_ms > 0 else None
             ),
             batching=self.batching_options(),
+            signing_key=load_signing_key(os.path.abspath(os.path.expanduser(
+                self.signing_key_file))),
+            max_upload_bytes=self.max_upload_bytes,
             model_batching=self.model_batching_options(),
             manager=ManagerOptions(
                 max_num_load_retries=self.max_num_load_retries,
@@ -246,12 +271,17 @@ class TFServingApp(ExtensionApp):
                 (url_path_join(prefix, "v1", "(.*)"), V1Handler),
                 (url_path_join(prefix, "monitoring", "prometheus", "metrics"), PrometheusHandler),
                 (url_path_join(prefix, "api", "stats"), StatsHandler),
+                (url_path_join(prefix, "api", "openapi.json"), OpenAPIHandler),
+                (url_path_join(prefix, "api", "(models.*|config:reload)"), ManagementHandler),
                 (url_path_join(prefix, "(.*)"), NotFoundHandler),
             ]
         )
 
+    _saved_env: dict[str, str | None] | None = None
+
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         assert self.service is not None
+        self._publish_environment(serverapp)
         url = url_path_join(serverapp.connection_url, self.api_prefix, "v1", "models")
         self.log.info(
             "jupyter_tfserving: REST API at %s (models from %s%s)",
@@ -260,7 +290,26 @@ class TFServingApp(ExtensionApp):
             f", config {self.service.config_path}" if self.service.config_path else "",
         )
 
+    def _publish_environment(self, serverapp: Any) -> None:
+        """Tell kernels this server starts where the API is (DESIGN §1): environment variables
+        of this process, inherited by kernels; restored when the extension stops."""
+        env = {
+            ENV_URL: url_path_join(serverapp.connection_url, self.api_prefix),
+            ENV_TOKEN: getattr(serverapp.identity_provider, "token", "") or "",
+        }
+        self._saved_env = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+
+    def _restore_environment(self) -> None:
+        for key, value in (self._saved_env or {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = None
+
     async def stop_extension(self) -> None:
+        self._restore_environment()
         if self.service is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.service.stop)
 

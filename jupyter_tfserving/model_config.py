@@ -11,16 +11,20 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 from google.protobuf import text_format
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
 from .core.model_spec import ModelSpec, check_model_name
+from .core.serving_state import write_atomically
 from .core.status import ServingError, invalid_argument
 from .core.version_policy import All, Latest, Specific, VersionPolicy
 
 log = logging.getLogger(__name__)
+
+
+ModelServerConfig = model_server_config_pb2.ModelServerConfig
 
 
 def parse_model_config(text: str, config_dir: str) -> list[ModelSpec]:
@@ -31,11 +35,7 @@ def parse_model_config(text: str, config_dir: str) -> list[ModelSpec]:
     as a whole. Raises INVALID_ARGUMENT with the parser's message for anything malformed,
     including ``custom_model_config`` (which only TF Serving's C++ build can interpret).
     """
-    config = model_server_config_pb2.ModelServerConfig()
-    try:
-        text_format.Parse(text, config)
-    except text_format.ParseError as exc:
-        raise invalid_argument(f"Invalid model config: {exc}") from None
+    config = _parse_proto(text)
     which = config.WhichOneof("config")
     if which is None:
         return []
@@ -60,6 +60,15 @@ def parse_model_config(text: str, config_dir: str) -> list[ModelSpec]:
             )
         )
     return specs
+
+
+def _parse_proto(text: str) -> ModelServerConfig:
+    config = ModelServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as exc:
+        raise invalid_argument(f"Invalid model config: {exc}") from None
+    return config
 
 
 _VersionPolicyProto = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
@@ -133,3 +142,57 @@ class ModelConfigFile:
         self._stamp = stamp
         self._loaded = True
         return self._specs
+
+    def edit(self, edit: Callable[[ModelServerConfig], None]) -> Sequence[ModelSpec]:
+        """Change the file with :func:`edit_model_config` and take the result as the
+        configuration in force at once (no waiting for the next poll)."""
+        specs = edit_model_config(self.path, edit)
+        st = os.stat(self.path)
+        self._specs, self._stamp, self._loaded, self.error = specs, (st.st_mtime, st.st_size), True, None
+        self._checked_at = time.monotonic()
+        return self._specs
+
+    def invalidate(self) -> None:
+        """Re-read the file on the next :meth:`specs` call, whatever its time stamp."""
+        self._stamp = None
+        self._checked_at = 0.0
+
+
+def config_entry(config: ModelServerConfig, name: str):  # -> ModelConfig | None
+    """The ``model_config_list`` entry of model ``name`` in ``config``, or None."""
+    for model in config.model_config_list.config:
+        if model.name == name:
+            return model
+    return None
+
+
+def add_model(config: ModelServerConfig, name: str, base_path: str, platform: str) -> None:
+    """Add model ``name`` (latest(1) policy, TF Serving's default) to ``config``."""
+    entry = config.model_config_list.config.add()
+    entry.name = check_model_name(name)
+    entry.base_path = base_path
+    entry.model_platform = platform
+
+
+def edit_model_config(path: str, edit: Callable[[ModelServerConfig], None]) -> list[ModelSpec]:
+    """Read the config at ``path`` (an empty one if the file is missing), apply ``edit`` to
+    the message, and replace the file atomically with the result in TF Serving's text format
+    (``text_format``), so ``tensorflow_model_server --model_config_file`` reads it unchanged.
+    Returns the new specs. Raises INVALID_ARGUMENT if the file on disk does not parse (nothing is
+    written then) and OSError if it cannot be written. Blocking: worker threads only."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise invalid_argument(f"Cannot read model config {path}: {exc}") from None
+    config = _parse_proto(text)
+    if config.WhichOneof("config") not in (None, "model_config_list"):
+        raise invalid_argument(
+            f"Invalid model config: {config.WhichOneof('config')} is not supported")
+    edit(config)
+    new_text = text_format.MessageToString(config)
+    specs = parse_model_config(new_text, os.path.dirname(os.path.abspath(path)))
+    write_atomically(path, new_text)
+    return specs

@@ -11,8 +11,11 @@ request work is submitted to ``executor``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import secrets
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from .batching import BatchEvent, BatchingParameters, BatchScheduler
 from .core.manager import Manager, ManagerOptions
 from .core.model_spec import ModelSpec
 from .core.repository import discover_models
+from .core.serving_state import STATE_FILE_NAME, ModelServingState, ServingStateFile
 from .core.servable import Loader, LoadSpec, SignatureInfo
 from .core.source import RepositorySource
 from .core.state import ServableId
@@ -53,6 +57,31 @@ class ServiceOptions:
     # None turns batching off; per-model parameters replace it for their model.
     batching: BatchingParameters | None = field(default_factory=BatchingParameters)
     model_batching: Mapping[str, BatchingParameters] = field(default_factory=dict)
+    # The secret that signs pickled (platform "python") versions published through this
+    # service; None: such versions are refused. See ``load_signing_key``.
+    signing_key: bytes | None = None
+    # Largest accepted upload (a packed version directory), in bytes, unpacked.
+    max_upload_bytes: int = 4 << 30
+
+
+def load_signing_key(path: str) -> bytes:
+    """The signing key at ``path``, created (32 random bytes, mode 0600) if missing.
+
+    It lives outside the repository (by default in the Jupyter data directory), so someone who
+    can only write to the repository cannot make the server unpickle a file of theirs."""
+    try:
+        with open(path, "rb") as f:
+            key = f.read()
+        if len(key) >= 32:
+            return key
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    key = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key
 
 
 def is_batchable(signature: SignatureInfo, inputs: Mapping[str, np.ndarray]) -> bool:
@@ -73,6 +102,13 @@ def _default_loader_factory(servable_id: ServableId, spec: LoadSpec) -> Loader:
     return make_loader(servable_id, spec)
 
 
+def _platform_of(version_dir: str, configured: str) -> str:
+    """A version with a ``servable.json`` names its own platform (``python``)."""
+    from .platforms.python import read_platform
+
+    return read_platform(version_dir) or configured
+
+
 class ModelService:
     """Manager + source + request workers for one repository."""
 
@@ -83,7 +119,15 @@ class ModelService:
     ) -> None:
         self.options = options
         self.model_root = os.path.abspath(options.model_root)
-        self.manager = Manager(loader_factory or _default_loader_factory, options.manager)
+        factory = loader_factory or _default_loader_factory
+        key = options.signing_key
+
+        def make_loader(servable_id: ServableId, spec: LoadSpec) -> Loader:
+            if key is not None and spec.platform == "python":
+                spec = dataclasses.replace(spec, extra={**spec.extra, "signing_key": key})
+            return factory(servable_id, spec)
+
+        self.manager = Manager(make_loader, options.manager)
         self.stats = ServingStats()
         self.executor = ThreadPoolExecutor(
             max_workers=max(1, options.num_request_threads), thread_name_prefix="tfserving-request"
@@ -97,8 +141,16 @@ class ModelService:
         self._config_file = None
         if options.model_config_file:
             self._config_file = self._make_config_file(options.model_config_file)
+        config_dir = os.path.dirname(os.path.abspath(
+            options.model_config_file or os.path.join(self.model_root, CONFIG_FILE_NAME)))
+        self.state_file = ServingStateFile(os.path.join(config_dir, STATE_FILE_NAME))
+        # Per-model routing state beyond models.config; changed only under ``admin_lock``.
+        self.serving_state: dict[str, ModelServingState] = {}
+        # Serialises the management operations (jupyter_tfserving.admin).
+        self.admin_lock = threading.RLock()
         self.source = RepositorySource(
-            self.manager, self.model_specs, options.file_system_poll_wait_seconds
+            self.manager, self.model_specs, options.file_system_poll_wait_seconds,
+            platform_of=_platform_of,
         )
         self._started = False
         # Its own Prometheus registry, never the process-global one.
@@ -124,13 +176,59 @@ class ModelService:
         return self._config_file.error if self._config_file is not None else None
 
     def model_specs(self) -> Sequence[ModelSpec]:
-        """The models to serve now (the source's spec provider; runs on its poller thread)."""
+        """The models to serve now (the source's spec provider; runs on its poller thread):
+        the config file's or the discovered ones, with the persisted routing state (pinned and
+        unloaded versions) applied."""
+        specs = self._base_specs()
+        state = self.serving_state
+        return [
+            dataclasses.replace(
+                spec,
+                pinned=frozenset({st.previous_stable} if st.previous_stable is not None else ()),
+                unloaded=frozenset(st.unloaded),
+            ) if (st := state.get(spec.name)) is not None else spec
+            for spec in specs
+        ]
+
+    def _base_specs(self) -> Sequence[ModelSpec]:
         if self._config_file is None:
             default = os.path.join(self.model_root, CONFIG_FILE_NAME)
             if not os.path.isfile(default):
                 return discover_models(self.model_root)
             self._config_file = self._make_config_file(default)
         return self._config_file.specs()
+
+    def edit_config(self, edit: Callable[[object], None]) -> Sequence[ModelSpec]:
+        """Apply ``edit`` to the ``ModelServerConfig`` in force and write it back (see
+        ``model_config.edit_model_config``). Without a config file yet, one is created at
+        ``<model_root>/models.config`` listing every discovered model first, so switching from
+        discovery to a config file serves exactly the same models. Blocking; callers hold
+        ``admin_lock``."""
+        from .model_config import add_model, config_entry
+
+        config_file = self._config_file or self._make_config_file(
+            os.path.join(self.model_root, CONFIG_FILE_NAME))
+        seed = [] if os.path.isfile(config_file.path) else discover_models(self.model_root)
+
+        def seeded(config) -> None:
+            for spec in seed:
+                if config_entry(config, spec.name) is None:
+                    add_model(config, spec.name, spec.base_path, spec.platform)
+            edit(config)
+
+        specs = config_file.edit(seeded)
+        self._config_file = config_file
+        return specs
+
+    def invalidate_config(self) -> None:
+        """Make the next scan re-read the config file whatever its time stamp."""
+        if self._config_file is not None:
+            self._config_file.invalidate()
+
+    def uses_config_file(self) -> bool:
+        """True when a config file decides which models are served (else they are
+        discovered)."""
+        return self._config_file is not None or self.config_path is not None
 
     def batching_parameters(self, model: str) -> BatchingParameters | None:
         """The batching parameters of ``model`` (None: it runs unbatched)."""
@@ -193,6 +291,10 @@ class ModelService:
         if self._started:
             return
         os.makedirs(self.model_root, exist_ok=True)
+        self.serving_state = self.state_file.load()
+        for name, state in self.serving_state.items():
+            if state.canary_weight:
+                self.manager.set_canary_weight(name, state.canary_weight)
         self.source.start()
         self._started = True
         log.info("jupyter_tfserving: serving models from %s", self.model_root)

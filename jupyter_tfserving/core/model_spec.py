@@ -37,6 +37,8 @@ class ModelSpec:
     """One model of the repository.
 
     ``base_path`` is absolute; ``labels`` are the version labels the configuration asks for.
+    ``pinned`` versions are aspired whatever the policy (the previous ``stable``, kept for a
+    rollback); ``unloaded`` versions are never aspired (a user unloaded them; their files stay).
     """
 
     name: str
@@ -44,3 +46,5 @@ class ModelSpec:
     platform: str = "tensorflow"
     version_policy: VersionPolicy = field(default_factory=Latest)
     labels: Mapping[str, int] = field(default_factory=dict)
+    pinned: frozenset[int] = frozenset()
+    unloaded: frozenset[int] = frozenset()

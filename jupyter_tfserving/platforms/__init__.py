@@ -47,8 +47,15 @@ def _tensorflow_factory(servable_id: Any, spec: LoadSpec) -> Loader:
     return SavedModelLoader(spec.path)
 
 
+def _python_factory(servable_id: Any, spec: LoadSpec) -> Loader:
+    from .python import PythonLoader
+
+    return PythonLoader(spec.path, spec.extra.get("signing_key"))
+
+
 _REGISTRY: dict[str, LoaderFactory] = {
     "tensorflow": _tensorflow_factory,
+    "python": _python_factory,
 }
 
 

@@ -1,0 +1,171 @@
+"""``P/api/...``: the management API (thin tornado adapters over ``jupyter_tfserving.admin``).
+
+| method | path | operation |
+|---|---|---|
+| GET | ``P/api/models`` | every model: versions, states, labels, handle counts, traffic split |
+| GET | ``P/api/models/{m}`` | one model |
+| POST | ``P/api/models/{m}/versions[?version=N]`` | publish a packed version directory (tar/tgz body) |
+| POST | ``P/api/models/{m}/versions/{v}:unload`` / ``:load`` | stop / resume serving a version |
+| PUT | ``P/api/models/{m}/labels/{l}`` | ``{"version": N}``: set or move a label |
+| DELETE | ``P/api/models/{m}/labels/{l}`` | remove a label |
+| POST | ``P/api/models/{m}:canary`` | ``{"weight": w, "version"?: N}`` |
+| POST | ``P/api/models/{m}:promote`` / ``:rollback`` | |
+| POST | ``P/api/config:reload`` | re-read models.config and scan the repository now |
+| GET | ``P/api/openapi.json`` | the OpenAPI document of every route |
+
+Same login, authorizer (``tfserving`` resource) and ``{"error": ...}`` bodies as the v1 routes
+(``handlers.TFServingHandler``). Operations run on the service's worker threads without the
+request deadline (an upload may take a while to unpack).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from importlib import resources
+from typing import Any, Callable
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from .. import admin
+from ..core.status import Code, ServingError, invalid_argument
+from .handlers import TFServingHandler
+from .json_codec import parse_json_body
+
+_NAME = r"(?P<name>[^/:]+)"
+_GET = re.compile(rf"^models(?:/{_NAME})?/?$")
+_UPLOAD = re.compile(rf"^models/{_NAME}/versions/?$")
+_VERSION_VERB = re.compile(rf"^models/{_NAME}/versions/(?P<version>\d{{1,19}}):(?P<verb>unload|load)$")
+_MODEL_VERB = re.compile(rf"^models/{_NAME}:(?P<verb>canary|promote|rollback)$")
+_LABEL = re.compile(rf"^models/{_NAME}/labels/(?P<label>[^/:]+)$")
+
+_VERSION_VERBS: dict[str, Callable[..., dict[str, Any]]] = {
+    "unload": admin.unload_version,
+    "load": admin.load_version,
+}
+
+
+def _int_field(doc: dict[str, Any], key: str, required: bool) -> int | None:
+    value = doc.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, str) and value.isdigit():  # TF Serving writes versions as strings
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid_argument(f"'{key}' must be a version number, got {value!r}")
+    return value
+
+
+def openapi_document() -> bytes:
+    """The packaged OpenAPI document (``jupyter_tfserving/rest/openapi.json``)."""
+    return resources.files(__package__).joinpath("openapi.json").read_bytes()
+
+
+class ManagementHandler(TFServingHandler):
+    """Every ``P/api/models...`` and ``P/api/config:reload`` route."""
+
+    async def run_admin(self, fn: Callable[..., Any], *args: Any, status: int = 200) -> None:
+        """Run ``fn(service, *args)`` on a worker and answer its JSON, or its error."""
+        try:
+            data = await asyncio.get_running_loop().run_in_executor(
+                self.service.executor, fn, self.service, *args)
+        except ServingError as exc:
+            self.send_serving_error(exc)
+        except Exception:
+            self.log.exception("jupyter_tfserving: management error in %s", self.request.path)
+            self.send_serving_error(ServingError(Code.INTERNAL, "Internal error"))
+        else:
+            self.send_json(json.dumps(data).encode(), status)
+
+    def _not_a_route(self) -> None:
+        self.send_error_message(404, f"Not found: {self.request.method} {self.request.path}")
+
+    def _json_body(self) -> dict[str, Any] | None:
+        try:
+            return parse_json_body(self.request.body)
+        except ServingError as exc:
+            self.send_serving_error(exc)
+            return None
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str) -> None:
+        match = _GET.match(path)
+        if match is None:
+            return self._not_a_route()
+        if match.group("name") is None:
+            await self.run_admin(admin.list_models)
+        else:
+            await self.run_admin(admin.describe_model, match.group("name"))
+
+    @web.authenticated
+    @authorized
+    async def post(self, path: str) -> None:
+        if path == "config:reload":
+            return await self.run_admin(admin.reload_config)
+        if match := _UPLOAD.match(path):
+            version_arg = self.get_query_argument("version", None)
+            version = None
+            if version_arg is not None:
+                if not version_arg.isdigit() or len(version_arg) > 19:
+                    return self.send_serving_error(invalid_argument(
+                        f"Invalid version {version_arg!r}: a positive integer is required"))
+                version = int(version_arg)
+            if not self.request.body:
+                return self.send_serving_error(invalid_argument(
+                    "The request body must be a tar archive (gzip or not) of a version directory"))
+            return await self.run_admin(admin.publish_version, match.group("name"),
+                                        self.request.body, version, status=201)
+        if match := _VERSION_VERB.match(path):
+            return await self.run_admin(_VERSION_VERBS[match.group("verb")], match.group("name"),
+                                        int(match.group("version")))
+        if match := _MODEL_VERB.match(path):
+            verb, name = match.group("verb"), match.group("name")
+            if verb == "canary":
+                doc = self._json_body()
+                if doc is None:
+                    return None
+                try:
+                    version = _int_field(doc, "version", required=False)
+                except ServingError as exc:
+                    return self.send_serving_error(exc)
+                if "weight" not in doc:
+                    return self.send_serving_error(invalid_argument("'weight' is required"))
+                return await self.run_admin(admin.set_canary, name, doc["weight"], version)
+            return await self.run_admin(admin.promote if verb == "promote" else admin.rollback,
+                                        name)
+        return self._not_a_route()
+
+    @web.authenticated
+    @authorized
+    async def put(self, path: str) -> None:
+        match = _LABEL.match(path)
+        if match is None:
+            return self._not_a_route()
+        doc = self._json_body()
+        if doc is None:
+            return None
+        try:
+            version = _int_field(doc, "version", required=True)
+        except ServingError as exc:
+            return self.send_serving_error(exc)
+        await self.run_admin(admin.set_label, match.group("name"), match.group("label"), version)
+
+    @web.authenticated
+    @authorized
+    async def delete(self, path: str) -> None:
+        match = _LABEL.match(path)
+        if match is None:
+            return self._not_a_route()
+        await self.run_admin(admin.remove_label, match.group("name"), match.group("label"))
+
+
+class OpenAPIHandler(TFServingHandler):
+    """``P/api/openapi.json``: the OpenAPI 3.1 document of every route of the extension."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.send_json(openapi_document())

@@ -1,0 +1,310 @@
+"""Management operations on a real ModelService (fake loaders): publishing, labels, canary
+routing, promote, rollback, unload, and persistence in models.config + the state file."""
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from jupyter_tfserving import admin
+from jupyter_tfserving.core.archive import pack_directory
+from jupyter_tfserving.core.manager import ManagerOptions
+from jupyter_tfserving.core.state import ServableState
+from jupyter_tfserving.core.status import Code, ServingError
+from jupyter_tfserving.service import ModelService, ServiceOptions
+
+from .core.fakes import FakeLoaderFactory
+
+WAIT = 10.0
+
+
+def version_dir(tmp_path: Path, tag: str = "v") -> Path:
+    """A directory that looks like a SavedModel version (the fake loader reads nothing)."""
+    d = Path(tempfile.mkdtemp(prefix=f"src-{tag}-", dir=tmp_path))
+    (d / "variables").mkdir()
+    (d / "saved_model.pb").write_bytes(b"graph " + tag.encode())
+    (d / "variables" / "variables.index").write_bytes(b"index")
+    return d
+
+
+def archive(tmp_path: Path, tag: str = "v") -> bytes:
+    return pack_directory(str(version_dir(tmp_path, tag)))
+
+
+def make_service(root: Path, **options) -> ModelService:
+    service = ModelService(
+        ServiceOptions(model_root=str(root), file_system_poll_wait_seconds=0,
+                       manager=ManagerOptions(max_num_load_retries=0), batching=None,
+                       signing_key=b"k" * 32, **options),
+        loader_factory=FakeLoaderFactory(),
+    )
+    service.start()
+    return service
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "models"
+    r.mkdir()
+    return r
+
+
+@pytest.fixture
+def service(root: Path):
+    s = make_service(root)
+    yield s
+    s.stop(5)
+
+
+def publish(service: ModelService, tmp_path: Path, name: str, version: int | None = None) -> int:
+    answer = admin.publish_version(service, name, archive(tmp_path, f"{name}-{version}"), version)
+    v = answer["version"]
+    service.manager.wait_for(name, v, [ServableState.AVAILABLE], WAIT)
+    return v
+
+
+def routed(service: ModelService, name: str, n: int) -> collections.Counter:
+    counts: collections.Counter = collections.Counter()
+    for _ in range(n):
+        with service.manager.acquire(name) as handle:
+            counts[handle.id.version] += 1
+    return counts
+
+
+def read_config(root: Path) -> model_server_config_pb2.ModelServerConfig:
+    config = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse((root / "models.config").read_text(), config)
+    return config
+
+
+def test_publish_numbers_versions_and_renames_into_place(service, root, tmp_path):
+    assert publish(service, tmp_path, "demo") == 1
+    assert publish(service, tmp_path, "demo") == 2
+    assert publish(service, tmp_path, "demo", 7) == 7
+    assert sorted(os.listdir(root / "demo")) == ["1", "2", "7"]  # no staging left behind
+    assert (root / "demo" / "7" / "saved_model.pb").read_bytes() == b"graph demo-7"
+    with pytest.raises(ServingError) as err:
+        admin.publish_version(service, "demo", archive(tmp_path, "again"), 7)
+    assert err.value.code == Code.ALREADY_EXISTS
+    # latest(1): only 7 is served
+    described = admin.describe_model(service, "demo")
+    assert described["traffic"] == {"7": 1.0}
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x" * 200, "a\x00b", "-x"])
+def test_publish_refuses_unsafe_names(service, tmp_path, root, name):
+    with pytest.raises(ServingError) as err:
+        admin.publish_version(service, name, archive(tmp_path), None)
+    assert err.value.code == Code.INVALID_ARGUMENT
+    assert os.listdir(root) == []
+
+
+def test_publish_refuses_non_savedmodel_and_hostile_archives_leaving_nothing(service, root,
+                                                                              tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "file").write_text("x")
+    with pytest.raises(ServingError, match="not a SavedModel"):
+        admin.publish_version(service, "demo", pack_directory(str(empty)), None)
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("saved_model.pb")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+        link = tarfile.TarInfo("escape")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        tar.addfile(link)
+    with pytest.raises(ServingError) as err:
+        admin.publish_version(service, "demo", buf.getvalue(), None)
+    assert err.value.code == Code.INVALID_ARGUMENT
+    with pytest.raises(ServingError, match="tar"):
+        admin.publish_version(service, "demo", b"not an archive at all", None)
+    assert os.listdir(root / "demo") == []  # no version, no staging directory
+
+
+def test_canary_splits_traffic_then_promote_and_rollback(service, root, tmp_path):
+    publish(service, tmp_path, "demo")
+    # pin the serving version first: with latest(1), publishing 2 would otherwise unload 1
+    admin.set_label(service, "demo", "stable", 1)
+    publish(service, tmp_path, "demo")
+    described = admin.set_canary(service, "demo", 0.25)
+    assert described["labels"] == {"canary": 2, "stable": 1}
+    assert described["traffic"] == {"1": 0.75, "2": 0.25}
+    counts = routed(service, "demo", 2000)
+    assert set(counts) == {1, 2}
+    assert 0.20 < counts[2] / 2000 < 0.30
+    # both versions stay loaded although the policy is latest(1): labels keep 1 aspired
+    config = read_config(root)
+    (entry,) = config.model_config_list.config
+    assert entry.name == "demo" and dict(entry.version_labels) == {"stable": 1, "canary": 2}
+
+    described = admin.promote(service, "demo")
+    assert described["labels"] == {"stable": 2}
+    assert described["previous_stable"] == 1
+    assert routed(service, "demo", 50) == {2: 50}
+    # the previous stable stays loaded, so rollback is instant
+    assert service.manager.version_statuses("demo")[1].state is ServableState.AVAILABLE
+
+    described = admin.rollback(service, "demo")
+    assert described["labels"] == {"stable": 1}
+    assert routed(service, "demo", 50) == {1: 50}
+    with pytest.raises(ServingError) as err:
+        admin.rollback(service, "demo")
+    assert err.value.code == Code.FAILED_PRECONDITION
+
+
+def test_rollback_of_a_running_canary_keeps_stable(service, tmp_path):
+    publish(service, tmp_path, "demo")
+    admin.set_label(service, "demo", "stable", 1)
+    publish(service, tmp_path, "demo")
+    admin.set_canary(service, "demo", 0.5)
+    described = admin.rollback(service, "demo")
+    assert described["labels"] == {"stable": 1} and described["canary"] is None
+    assert routed(service, "demo", 50) == {1: 50}
+
+
+def test_canary_needs_two_available_versions_and_a_valid_weight(service, tmp_path):
+    publish(service, tmp_path, "demo")
+    with pytest.raises(ServingError) as err:
+        admin.set_canary(service, "demo", 0.1)
+    assert err.value.code == Code.FAILED_PRECONDITION
+    publish(service, tmp_path, "demo")
+    # latest(1) unloaded version 1: no stable version is left to canary against
+    with pytest.raises(ServingError) as err:
+        admin.set_canary(service, "demo", 0.1)
+    assert err.value.code == Code.FAILED_PRECONDITION
+    for weight in (-0.1, 1.5, "half", True, float("nan")):
+        with pytest.raises(ServingError) as err:
+            admin.set_canary(service, "demo", weight)
+        assert err.value.code == Code.INVALID_ARGUMENT
+    with pytest.raises(ServingError) as err:
+        admin.set_canary(service, "demo", 0.1, version=9)
+    assert err.value.code == Code.FAILED_PRECONDITION
+    with pytest.raises(ServingError) as err:
+        admin.set_canary(service, "nope", 0.1)
+    assert err.value.code == Code.NOT_FOUND
+
+
+def test_labels_follow_tf_servings_rule_and_are_written_to_models_config(service, root,
+                                                                        tmp_path):
+    publish(service, tmp_path, "demo")
+    publish(service, tmp_path, "other")
+    with pytest.raises(ServingError) as err:
+        admin.set_label(service, "demo", "beta", 5)
+    assert err.value.code == Code.FAILED_PRECONDITION
+    assert not (root / "models.config").exists()  # a refused change writes nothing
+    admin.set_label(service, "demo", "beta", 1)
+    config = read_config(root)
+    # the first label turns discovery into a config listing every model, so both still serve
+    assert sorted(m.name for m in config.model_config_list.config) == ["demo", "other"]
+    assert service.manager.labels("demo") == {"beta": 1}
+    service.reload()
+    assert routed(service, "other", 3) == {1: 3}
+    with service.manager.acquire("demo", label="beta") as handle:
+        assert handle.id.version == 1
+    admin.remove_label(service, "demo", "beta")
+    assert dict(read_config(root).model_config_list.config[0].version_labels) == {}
+    with pytest.raises(ServingError) as err:
+        admin.remove_label(service, "demo", "beta")
+    assert err.value.code == Code.NOT_FOUND
+    with pytest.raises(ServingError) as err:
+        admin.set_label(service, "demo", "bad/label", 1)
+    assert err.value.code == Code.INVALID_ARGUMENT
+
+
+def test_unload_and_load_a_version(service, root, tmp_path):
+    publish(service, tmp_path, "demo")
+    publish(service, tmp_path, "demo")
+    admin.unload_version(service, "demo", 2)
+    # latest(1) among the versions still loadable: 1 comes back, 2 goes, files stay
+    service.manager.wait_for("demo", 1, [ServableState.AVAILABLE], WAIT)
+    service.manager.wait_for("demo", 2, [ServableState.END], WAIT)
+    assert (root / "demo" / "2").is_dir()
+    assert routed(service, "demo", 5) == {1: 5}
+    assert admin.describe_model(service, "demo")["unloaded"] == [2]
+    admin.load_version(service, "demo", 2)
+    service.manager.wait_for("demo", 2, [ServableState.AVAILABLE], WAIT)
+    with pytest.raises(ServingError) as err:
+        admin.load_version(service, "demo", 2)
+    assert err.value.code == Code.FAILED_PRECONDITION
+    admin.set_label(service, "demo", "stable", 2)
+    with pytest.raises(ServingError) as err:
+        admin.unload_version(service, "demo", 2)
+    assert err.value.code == Code.FAILED_PRECONDITION and "stable" in err.value.message
+    with pytest.raises(ServingError) as err:
+        admin.unload_version(service, "demo", 42)
+    assert err.value.code == Code.NOT_FOUND
+
+
+def test_a_restarted_service_comes_back_with_the_same_routing(root, tmp_path):
+    first = make_service(root)
+    try:
+        publish(first, tmp_path, "demo")
+        admin.set_label(first, "demo", "stable", 1)
+        publish(first, tmp_path, "demo")
+        admin.set_canary(first, "demo", 0.3, version=2)
+        publish(first, tmp_path, "demo")
+        admin.unload_version(first, "demo", 3)
+    finally:
+        first.stop(5)
+    state = json.loads((root / "jupyter_tfserving.json").read_text())
+    assert state["models"]["demo"] == {"canary_weight": 0.3, "previous_stable": None,
+                                       "unloaded": [3]}
+
+    second = make_service(root)
+    try:
+        for v in (1, 2):
+            second.manager.wait_for("demo", v, [ServableState.AVAILABLE], WAIT)
+        deadline_labels = {}
+        for _ in range(100):
+            deadline_labels = second.manager.labels("demo")
+            if deadline_labels == {"stable": 1, "canary": 2}:
+                break
+            second.reload()
+        assert deadline_labels == {"stable": 1, "canary": 2}
+        described = admin.describe_model(second, "demo")
+        assert described["traffic"] == {"1": 0.7, "2": 0.3}
+        assert [v["version"] for v in described["versions"]
+                if v["state"] == "AVAILABLE"] == [2, 1]
+        assert 3 not in {s.version for s in second.manager.version_statuses("demo")
+                         if s.state is ServableState.AVAILABLE}
+    finally:
+        second.stop(5)
+
+
+def test_a_model_published_into_a_configured_repository_is_added_to_the_config(root,
+                                                                                tmp_path):
+    (root / "models.config").write_text(
+        'model_config_list { config { name: "kept" base_path: "kept" model_platform: '
+        '"tensorflow" } }\n')
+    (root / "kept" / "1").mkdir(parents=True)
+    service = make_service(root)
+    try:
+        publish(service, tmp_path, "fresh")
+        names = [m.name for m in read_config(root).model_config_list.config]
+        assert names == ["kept", "fresh"]
+        # the relative base_path of the hand-written entry is kept as written
+        assert read_config(root).model_config_list.config[0].base_path == "kept"
+        assert routed(service, "fresh", 2) == {1: 2}
+    finally:
+        service.stop(5)
+
+
+def test_traffic_split_rule():
+    assert admin.traffic_split({}, 0.0, {1, 3}) == {3: 1.0}
+    assert admin.traffic_split({}, 0.0, set()) == {}
+    assert admin.traffic_split({"stable": 1}, 0.5, {1, 2}) == {1: 1.0}
+    assert admin.traffic_split({"stable": 1, "canary": 2}, 0.5, {1, 2}) == {1: 0.5, 2: 0.5}
+    assert admin.traffic_split({"stable": 1, "canary": 2}, 0.5, {1}) == {1: 1.0}
+    assert admin.traffic_split({"stable": 1, "canary": 2}, 1.0, {1, 2}) == {2: 1.0}
