@@ -20,14 +20,8 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
 from .batching import BatchingParameters, read_batching_parameters_file
 
 from .core.manager import ManagerOptions
-from .rest.handlers import (
-    SERVICE_SETTING,
-    NotFoundHandler,
-    PrometheusHandler,
-    StatsHandler,
-    V1Handler,
-)
-from .rest.management import ManagementHandler, OpenAPIHandler
+from .rest.handlers import SERVICE_SETTING
+from .rest.routes import api_handlers
 from .service import CONFIG_FILE_NAME, ModelService, ServiceOptions, load_signing_key
 
 # Set in the server's environment (so kernels it starts inherit them) while the extension runs:
@@ -265,17 +259,7 @@ class TFServingApp(ExtensionApp):
         self.service.start()
 
     def initialize_handlers(self) -> None:
-        prefix = self.api_prefix
-        self.handlers.extend(
-            [
-                (url_path_join(prefix, "v1", "(.*)"), V1Handler),
-                (url_path_join(prefix, "monitoring", "prometheus", "metrics"), PrometheusHandler),
-                (url_path_join(prefix, "api", "stats"), StatsHandler),
-                (url_path_join(prefix, "api", "openapi.json"), OpenAPIHandler),
-                (url_path_join(prefix, "api", "(models.*|config:reload)"), ManagementHandler),
-                (url_path_join(prefix, "(.*)"), NotFoundHandler),
-            ]
-        )
+        self.handlers.extend(api_handlers(self.api_prefix))
 
     _saved_env: dict[str, str | None] | None = None
 

@@ -522,7 +522,11 @@ class Manager:
     def _schedule_close(self, rec: _Version) -> None:
         if not rec.close_scheduled:
             rec.close_scheduled = True
-            self._executor.submit(self._run_task, self._close, rec)
+            try:
+                self._executor.submit(self._run_task, self._close, rec)
+            except RuntimeError:  # the interpreter is exiting: executors take no more work
+                threading.Thread(target=self._run_task, args=(self._close, rec),
+                                 name="tfserving-close", daemon=True).start()
 
     # ------------------------------------------------------------------ worker tasks
 

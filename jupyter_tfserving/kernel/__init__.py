@@ -1,0 +1,13 @@
+"""The kernel side: ``serve()``, ``%tfserving``, the REST client and the embedded server.
+
+Talks to the server only over REST (DESIGN §1); imports nothing of jupyter_server except in
+``embedded`` (the fallback server itself), and TensorFlow only to export a model.
+"""
+
+from __future__ import annotations
+
+from .client import ServerUnavailable, TFServingClient, TFServingError, find_server
+from .serve import ServedModel, connect, serve
+
+__all__ = ["ServedModel", "ServerUnavailable", "TFServingClient", "TFServingError", "connect",
+           "find_server", "serve"]

@@ -1,0 +1,182 @@
+"""The kernel's REST client for a jupyter_tfserving server, and how it finds one.
+
+The kernel side talks to the server only over REST (DESIGN §1). :func:`find_server` looks, in
+order, at the environment variables the server extension sets in its own process (kernels it
+starts inherit them), then at the running Jupyter servers listed in the Jupyter runtime
+directory (what ``jupyter_server.serverapp.list_running_servers`` reads, read here without
+importing jupyter_server), and keeps the first whose ``P/api/models`` answers.
+
+Every call blocks (the kernel's own thread); errors are :class:`TFServingError` with the
+server's message, or :class:`ServerUnavailable` when nothing answers.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Any, Iterator
+
+import requests
+
+ENV_URL = "JUPYTER_TFSERVING_URL"
+ENV_TOKEN = "JUPYTER_TFSERVING_TOKEN"
+DEFAULT_PREFIX = "tfserving"
+
+
+class TFServingError(RuntimeError):
+    """The server answered an error: ``status`` is the HTTP status, ``message`` its text."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{message} (HTTP {status})")
+        self.status = status
+        self.message = message
+
+
+class ServerUnavailable(TFServingError):
+    """No jupyter_tfserving server answered (it went away, or was never there)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message)
+
+
+class TFServingClient:
+    """Calls one server's REST API. ``url`` is the API prefix P (``http://host:port/
+    {base_url}tfserving``), ``token`` the Jupyter token (sent as ``Authorization: token``)."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._session = requests.Session()
+        if token:
+            self._session.headers["Authorization"] = f"token {token}"
+
+    def __repr__(self) -> str:
+        return f"TFServingClient({self.url!r})"
+
+    def request(self, method: str, path: str, *, json_body: Any = None, data: bytes | None = None,
+                params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+                timeout: float | None = None) -> requests.Response:
+        """One call; returns the response of a 2xx answer, raises otherwise."""
+        try:
+            response = self._session.request(
+                method, self.url + path, json=json_body, data=data, params=params,
+                headers=headers, timeout=timeout or self.timeout)
+        except requests.RequestException as exc:
+            raise ServerUnavailable(
+                f"The jupyter_tfserving server at {self.url} is not reachable: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                message = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:500] or response.reason
+            raise TFServingError(response.status_code, message)
+        return response
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """:meth:`request` and decode the JSON answer."""
+        return self.request(method, path, **kwargs).json()
+
+    # -------------------------------------------------------------- management (P/api)
+
+    def ping(self, timeout: float = 5.0) -> bool:
+        """True when this is a jupyter_tfserving server that accepts the token."""
+        try:
+            self.request("GET", "/api/models", timeout=timeout)
+        except TFServingError:
+            return False
+        return True
+
+    def models(self) -> list[dict[str, Any]]:
+        return self.call("GET", "/api/models")["models"]
+
+    def model(self, name: str) -> dict[str, Any]:
+        return self.call("GET", f"/api/models/{name}")
+
+    def publish(self, name: str, archive: bytes, version: int | None = None) -> dict[str, Any]:
+        params = {"version": str(version)} if version is not None else None
+        return self.call("POST", f"/api/models/{name}/versions", data=archive, params=params,
+                         headers={"Content-Type": "application/gzip"}, timeout=600)
+
+    def set_label(self, name: str, label: str, version: int) -> dict[str, Any]:
+        return self.call("PUT", f"/api/models/{name}/labels/{label}",
+                         json_body={"version": version})
+
+    def remove_label(self, name: str, label: str) -> dict[str, Any]:
+        return self.call("DELETE", f"/api/models/{name}/labels/{label}")
+
+    def canary(self, name: str, weight: float, version: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"weight": weight}
+        if version is not None:
+            body["version"] = version
+        return self.call("POST", f"/api/models/{name}:canary", json_body=body)
+
+    def promote(self, name: str) -> dict[str, Any]:
+        return self.call("POST", f"/api/models/{name}:promote")
+
+    def rollback(self, name: str) -> dict[str, Any]:
+        return self.call("POST", f"/api/models/{name}:rollback")
+
+    def unload(self, name: str, version: int) -> dict[str, Any]:
+        return self.call("POST", f"/api/models/{name}/versions/{version}:unload")
+
+    def load(self, name: str, version: int) -> dict[str, Any]:
+        return self.call("POST", f"/api/models/{name}/versions/{version}:load")
+
+    def stats(self) -> dict[str, Any]:
+        return self.call("GET", "/api/stats")
+
+    # -------------------------------------------------------------- TF Serving v1
+
+    def predict_url(self, name: str, version: int | None = None) -> str:
+        where = f"/versions/{version}" if version is not None else ""
+        return f"{self.url}/v1/models/{name}{where}:predict"
+
+    def predict(self, name: str, instances: Any, *, version: int | None = None,
+                signature_name: str | None = None) -> tuple[Any, int]:
+        """``:predict`` in row format; returns (predictions, the version that answered)."""
+        body: dict[str, Any] = {"instances": instances}
+        if signature_name:
+            body["signature_name"] = signature_name
+        url = self.predict_url(name, version)
+        response = self.request("POST", url[len(self.url):], json_body=body)
+        return response.json()["predictions"], int(response.headers.get("X-Model-Version", -1))
+
+
+def _runtime_servers() -> Iterator[dict[str, Any]]:
+    """The running Jupyter servers' info files, newest first."""
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    files = glob.glob(os.path.join(jupyter_runtime_dir(), "jpserver-*.json"))
+    for path in sorted(files, key=lambda p: os.path.getmtime(p), reverse=True):
+        try:
+            with open(path, encoding="utf-8") as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and info.get("url"):
+            yield info
+
+
+def candidate_clients() -> Iterator[TFServingClient]:
+    """Where a server may be, in the order :func:`find_server` tries them."""
+    url = os.environ.get(ENV_URL)
+    if url:
+        yield TFServingClient(url, os.environ.get(ENV_TOKEN, ""))
+    for info in _runtime_servers():
+        # "url" is the server's connection URL, base_url included
+        yield TFServingClient(f"{info['url'].rstrip('/')}/{DEFAULT_PREFIX}",
+                              info.get("token", ""))
+
+
+def find_server() -> TFServingClient | None:
+    """The first reachable jupyter_tfserving server (see the module docstring), or None."""
+    seen: set[str] = set()
+    for client in candidate_clients():
+        if client.url in seen:
+            continue
+        seen.add(client.url)
+        if client.ping():
+            return client
+    return None

@@ -1,0 +1,241 @@
+"""``serve(model, name=...)`` and the :class:`ServedModel` it returns (DESIGN §6).
+
+Runs in the kernel, blocking its thread. It exports the model (``kernel.export``), publishes it
+through the server's management API (the server unpacks it atomically into the repository),
+waits until the version is AVAILABLE (or raises with the server's load error), and arranges the
+traffic:
+
+- the first version of a model serves all unversioned requests;
+- a later version with ``canary=w`` takes a fraction ``w`` of them (the version serving until
+  now is labelled ``stable`` *before* the new one is published, so it stays loaded);
+- a later version without ``canary`` becomes ``stable`` (published, then promoted: the old one
+  stays loaded, and ``rollback()`` puts it back).
+
+If the kernel dies midway, the repository is never half-written (the upload is atomic) and the
+new version gets no traffic until the last step.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from ..core.model_spec import check_model_name
+from ..core.status import ServingError
+from .client import ServerUnavailable, TFServingClient, TFServingError, find_server
+from .export import ExportError, export_version
+
+_connection: TFServingClient | None = None
+
+
+def connect(*, embedded_ok: bool = True, quiet: bool = False) -> TFServingClient:
+    """The client for this kernel's server: the one found before if it still answers, else a
+    new look (environment, then running servers), else the embedded server in this process
+    (said once, on stderr). Raises ServerUnavailable when none can be had."""
+    global _connection
+    if _connection is not None and _connection.ping():
+        return _connection
+    client = find_server()
+    if client is None:
+        if not embedded_ok:
+            raise ServerUnavailable("No jupyter_tfserving server is reachable from this kernel")
+        from .embedded import get_embedded_server
+
+        server, started = get_embedded_server()
+        client = TFServingClient(server.url, server.token)
+        if started and not quiet:
+            print(f"jupyter_tfserving: no Jupyter server with the extension is reachable; "
+                  f"serving from this process at {server.url} (models in {server.model_root})",
+                  file=sys.stderr)
+    _connection = client
+    return client
+
+
+def reset_connection() -> None:
+    """Forget the server found before (tests; a server that moved)."""
+    global _connection
+    _connection = None
+
+
+def _find_version(model: dict[str, Any], version: int) -> dict[str, Any] | None:
+    for entry in model.get("versions", []):
+        if entry["version"] == version:
+            return entry
+    return None
+
+
+def wait_until_available(client: TFServingClient, name: str, version: int,
+                         timeout: float = 300.0) -> dict[str, Any]:
+    """Poll the model until ``version`` is AVAILABLE; its entry. Raises TFServingError with
+    the server's load error when it ends in END, TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        model = client.model(name)
+        entry = _find_version(model, version)
+        if entry is not None:
+            if entry["state"] == "AVAILABLE":
+                return entry
+            if entry["state"] == "END":
+                message = entry.get("error_message") or "it was unloaded before it became " \
+                                                          "available"
+                raise TFServingError(400, f"Version {version} of model {name} failed to load: "
+                                          f"{message}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Version {version} of model {name} was not AVAILABLE after "
+                               f"{timeout:.0f}s (now {entry['state'] if entry else 'unknown'})")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def _serving_version(model: dict[str, Any]) -> int | None:
+    """The version that takes all (or the stable share of) unversioned traffic now."""
+    stable = model.get("labels", {}).get("stable")
+    if stable is not None:
+        return int(stable)
+    traffic = model.get("traffic") or {}
+    return max((int(v) for v in traffic), default=None)
+
+
+class ServedModel:
+    """One published version of a model, as seen from the notebook.
+
+    ``url`` is this version's predict URL, ``model_url`` the model's (routed by labels and
+    canary weight, what production clients call); :meth:`predict` calls this version."""
+
+    def __init__(self, client: TFServingClient, name: str, version: int,
+                 example: Any = None) -> None:
+        self.client = client
+        self.name = name
+        self.version = version
+        self._example = example
+
+    def __repr__(self) -> str:
+        return f"ServedModel(name={self.name!r}, version={self.version}, url={self.url!r})"
+
+    @property
+    def url(self) -> str:
+        return self.client.predict_url(self.name, self.version)
+
+    @property
+    def model_url(self) -> str:
+        return self.client.predict_url(self.name)
+
+    def curl(self, instances: Any = None, *, versioned: bool = False) -> str:
+        """A ``curl`` command line that calls the model from a terminal."""
+        if instances is None:
+            instances = self._example_instances()
+        body = json.dumps({"instances": instances})
+        auth = f"-H 'Authorization: token {self.client.token}' " if self.client.token else ""
+        url = self.url if versioned else self.model_url
+        return f"curl {auth}-d '{body}' {url}"
+
+    def _example_instances(self) -> Any:
+        """One row for the curl line: the ``example`` given to serve(), else ones shaped like
+        the signature's single input (from the metadata), else ``[[1.0]]``."""
+        if self._example is not None:
+            return np.asarray(self._example)[:1].tolist()
+        try:
+            metadata = self.client.call(
+                "GET", f"/v1/models/{self.name}/versions/{self.version}/metadata")
+            sig = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+            (tensor,) = sig["inputs"].values()
+            dims = [int(d["size"]) for d in tensor["tensor_shape"]["dim"]][1:]
+            if tensor["dtype"] in ("DT_FLOAT", "DT_DOUBLE", "DT_HALF") and all(d > 0 for d in dims):
+                return np.ones([1, *dims]).tolist()
+        except (TFServingError, KeyError, ValueError, TypeError):
+            pass
+        return [[1.0]]
+
+    def predict(self, instances: Any, *, signature_name: str | None = None) -> Any:
+        """Call this version over REST in row format (numpy arrays are sent as lists). Returns
+        the predictions as a numpy array, or as TF Serving's JSON when they are named outputs
+        (a list of dicts)."""
+        if isinstance(instances, np.ndarray):
+            instances = instances.tolist()
+        predictions, _ = self.client.predict(self.name, instances, version=self.version,
+                                             signature_name=signature_name)
+        if isinstance(predictions, list) and predictions and isinstance(predictions[0], dict):
+            return predictions
+        return np.asarray(predictions)
+
+    def status(self) -> dict[str, Any]:
+        """This version's entry in the management API (state, error, labels, in-flight
+        handles), with ``traffic``: its share of the model's unversioned requests."""
+        model = self.client.model(self.name)
+        entry = _find_version(model, self.version) or {"version": self.version,
+                                                       "state": "UNKNOWN"}
+        return {**entry, "traffic": model.get("traffic", {}).get(str(self.version), 0.0)}
+
+    def canary(self, weight: float) -> dict[str, Any]:
+        """Send ``weight`` (0..1) of the model's unversioned requests to this version."""
+        return self.client.canary(self.name, weight, self.version)
+
+    def promote(self) -> dict[str, Any]:
+        """Make this version ``stable`` (the old stable is kept for :meth:`rollback`)."""
+        model = self.client.model(self.name)
+        if model.get("labels", {}).get("canary") != self.version:
+            self.client.canary(self.name, 0.0, self.version)
+        return self.client.promote(self.name)
+
+    def rollback(self) -> dict[str, Any]:
+        """End the model's canary, or put the previous stable version back."""
+        return self.client.rollback(self.name)
+
+    def unload(self) -> dict[str, Any]:
+        """Stop serving this version (its files stay in the repository)."""
+        return self.client.unload(self.name, self.version)
+
+    def wait(self, timeout: float = 300.0) -> ServedModel:
+        wait_until_available(self.client, self.name, self.version, timeout)
+        return self
+
+
+def serve(model: Any, name: str, version: int | None = None, canary: float | None = None,
+          *, example: Any = None, timeout: float = 300.0, quiet: bool = False) -> ServedModel:
+    """Publish ``model`` as a new version of ``name`` and return once it is AVAILABLE.
+
+    ``model``: a Keras model, a ``tf.Module`` with signatures, a SavedModel directory, or a
+    Python callable / object with ``predict`` (``example``, a batch, gives its signature).
+    ``version``: the version number (default: the next one). ``canary``: serve it to that
+    fraction of the model's traffic instead of making it the serving version. Prints a ``curl``
+    line unless ``quiet``. Raises ValueError for a bad name or a model that cannot be exported,
+    TFServingError with the server's message (its load error included), ServerUnavailable.
+    """
+    try:
+        check_model_name(name)
+    except ServingError as exc:
+        raise ValueError(exc.message) from None
+    if canary is not None and (isinstance(canary, bool) or not 0.0 <= float(canary) <= 1.0):
+        raise ValueError(f"canary must be a fraction between 0 and 1, got {canary!r}")
+    try:
+        archive = export_version(model, example=example)
+    except ExportError as exc:
+        raise ValueError(str(exc)) from None
+    client = connect(quiet=quiet)
+    try:
+        current = client.model(name)
+    except TFServingError as exc:
+        if exc.status != 404:
+            raise
+        current = None
+    serving = _serving_version(current) if current else None
+    if serving is not None and "stable" not in current.get("labels", {}):
+        client.set_label(name, "stable", serving)  # keep it loaded while the new one arrives
+    published = client.publish(name, archive, version)
+    served = ServedModel(client, name, published["version"], example)
+    wait_until_available(client, name, served.version, timeout)
+    if serving is not None:
+        if canary is not None:
+            client.canary(name, float(canary), served.version)
+        else:
+            served.promote()
+    if not quiet:
+        share = f"{canary:.0%} canary" if canary is not None and serving is not None else "serving"
+        print(f"jupyter_tfserving: {name} version {served.version} is AVAILABLE ({share})\n"
+              f"  {served.model_url}\n  {served.curl()}")
+    return served
