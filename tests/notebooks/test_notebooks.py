@@ -1,0 +1,48 @@
+"""The example notebooks run top to bottom (nbclient) in a kernel whose environment points at a
+real Jupyter server with the extension, as a kernel started by that server would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from ..jupyter_process import REPO, JupyterServer, child_env
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("notebooks")
+    srv = JupyterServer(tmp / "models", child_env(tmp), tmp / "server.log")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_there_are_example_notebooks():
+    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "versions_and_canary.ipynb"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_against_the_server(path: Path, server: JupyterServer, monkeypatch,
+                                          tmp_path: Path):
+    for key, value in server.env.items():
+        monkeypatch.setenv(key, value)
+    # what the extension sets in the server's environment for the kernels it starts
+    monkeypatch.setenv("JUPYTER_TFSERVING_URL", f"{server.url}/tfserving")
+    monkeypatch.setenv("JUPYTER_TFSERVING_TOKEN", server.token)
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = "".join(
+        out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
+        for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", []))
+    assert "Error" not in outputs and "Traceback" not in outputs, outputs
+    # the models were served by the server, not by an embedded fallback in the kernel
+    assert "serving from this process" not in outputs
+    models = server.get("/tfserving/api/models").json()["models"]
+    assert path.stem.replace("versions_and_canary", "canary_demo") in {m["name"] for m in models}
