@@ -7,7 +7,7 @@ Talks to the server only over REST (DESIGN §1); imports nothing of jupyter_serv
 from __future__ import annotations
 
 from .client import ServerUnavailable, TFServingClient, TFServingError, find_server
-from .serve import ServedModel, connect, serve
+from .serving import ServedModel, connect, serve
 
 __all__ = ["ServedModel", "ServerUnavailable", "TFServingClient", "TFServingError", "connect",
            "find_server", "serve"]

@@ -1,6 +1,6 @@
 """Turn what a notebook has into a packed version directory that the server can publish.
 
-Called by :func:`~jupyter_tfserving.kernel.serve.serve` in the kernel. Accepts:
+Called by :func:`~jupyter_tfserving.kernel.serving.serve` in the kernel. Accepts:
 
 - a Keras model: ``model.export(dir)`` (a SavedModel whose ``serving_default`` output is
   ``output_0``);

@@ -12,7 +12,7 @@ import shlex
 from typing import Any, Callable
 
 from .client import TFServingError
-from .serve import connect
+from .serving import connect
 
 USAGE = """%tfserving list                      models, versions, states, labels, traffic
 %tfserving status [NAME]             the same for one model
@@ -77,7 +77,7 @@ def tfserving_magic(line: str) -> None:
 
 def register(ipython: Any) -> None:
     """Register ``%tfserving`` and put ``serve`` in the user namespace."""
-    from .serve import serve
+    from .serving import serve
 
     ipython.register_magic_function(tfserving_magic, magic_kind="line", magic_name="tfserving")
     ipython.push({"serve": serve})

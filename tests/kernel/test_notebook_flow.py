@@ -265,7 +265,7 @@ def test_notebook_flow_in_plain_ipython_uses_the_embedded_server(tmp_path: Path)
     try:
         found = last_json(runner.execute(
             "%load_ext jupyter_tfserving\nimport json\n"
-            "from jupyter_tfserving.kernel.serve import connect\n"
+            "from jupyter_tfserving.kernel.serving import connect\n"
             "c = connect(quiet=True)\nprint(json.dumps({'url': c.url, 'token': c.token}))"))
         check_came_back(Api(found["url"] + "/v1/models/demo:predict", found["token"]), own_v1)
     finally:

@@ -216,7 +216,7 @@ def serve(model: Any, name: str, version: int | None = None, canary: float | Non
         archive = export_version(model, example=example)
     except ExportError as exc:
         raise ValueError(str(exc)) from None
-    client = connect(quiet=quiet)
+    client = connect()
     try:
         current = client.model(name)
     except TFServingError as exc:

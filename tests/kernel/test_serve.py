@@ -1,0 +1,174 @@
+"""serve(), ServedModel, the client's server discovery, %tfserving and exports, against the
+embedded server (a real ModelService + the extension's handlers on a thread of this process)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jupyter_tfserving.kernel import client as client_module
+from jupyter_tfserving.kernel import serving as serve_module
+from jupyter_tfserving.kernel.client import ServerUnavailable, TFServingClient, TFServingError
+from jupyter_tfserving.kernel.embedded import EmbeddedServer
+from jupyter_tfserving.kernel.export import export_version
+from jupyter_tfserving.kernel.magics import tfserving_magic
+from jupyter_tfserving.kernel.serving import serve
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch):
+    """No server to find: empty runtime dir, no extension variables, fresh data dir."""
+    for name in ("RUNTIME", "DATA"):
+        d = tmp_path / name.lower()
+        d.mkdir()
+        monkeypatch.setenv(f"JUPYTER_{name}_DIR", str(d))
+    monkeypatch.delenv(client_module.ENV_URL, raising=False)
+    monkeypatch.delenv(client_module.ENV_TOKEN, raising=False)
+    serve_module.reset_connection()
+    yield tmp_path
+    serve_module.reset_connection()
+
+
+@pytest.fixture
+def server(isolated: Path, monkeypatch):
+    srv = EmbeddedServer(str(isolated / "models"), file_system_poll_wait_seconds=0.1)
+    srv.start()
+    monkeypatch.setenv(client_module.ENV_URL, srv.url)
+    monkeypatch.setenv(client_module.ENV_TOKEN, srv.token)
+    yield srv
+    srv.stop()
+
+
+def double(x):
+    return np.asarray(x) * 2.0
+
+
+def test_serve_a_callable_and_call_it(server, capsys):
+    m = serve(double, name="double", example=np.ones((1, 2), np.float32))
+    assert m.version == 1 and m.client.url == server.url
+    np.testing.assert_allclose(m.predict([[1.0, 2.0]]), [[2.0, 4.0]])
+    out = capsys.readouterr().out
+    assert "double version 1 is AVAILABLE" in out and m.curl() in out
+    assert '"instances": [[1.0, 1.0]]' in m.curl()  # shaped like the example
+    assert m.status()["state"] == "AVAILABLE" and m.status()["traffic"] == 1.0
+
+
+def test_keras_model_answers_as_itself(server, exported_models: Path):
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    m = serve(model, name="k", quiet=True)
+    x = np.random.rand(5, 4).astype("float32")
+    np.testing.assert_allclose(m.predict(x), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+    # a SavedModel directory serves as it is
+    m2 = serve(exported_models / "half_plus_two" / "1", name="hpt", quiet=True)
+    np.testing.assert_allclose(m2.predict([[1.0], [4.0]]), [[2.5], [4.0]])
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "", "x" * 300, ".hidden"])
+def test_bad_names_are_refused_before_anything_is_sent(isolated, name):
+    with pytest.raises(ValueError, match="Invalid model name"):
+        serve(double, name=name)
+
+
+def test_objects_that_cannot_be_served_are_refused(isolated, tmp_path):
+    with pytest.raises(ValueError, match="not callable"):
+        serve(42, name="x")
+    with pytest.raises(ValueError, match="pickle"):
+        serve(lambda x, lock=threading.Lock(): x, name="x")  # a lock cannot be pickled
+    with pytest.raises(ValueError, match="not a SavedModel"):
+        serve(str(tmp_path), name="x")
+    with pytest.raises(ValueError, match="canary"):
+        serve(double, name="x", canary=2.0)
+
+
+def test_a_load_error_is_raised_with_the_servers_message(server):
+    def broken(x):
+        raise RuntimeError("boom")
+
+    # the python platform loads fine, but a model whose example call fails cannot be exported
+    with pytest.raises(ValueError, match="boom"):
+        serve(broken, name="broken", example=np.ones((1, 1)))
+
+
+def test_a_server_that_went_away_is_a_clear_error(isolated):
+    client = TFServingClient("http://127.0.0.1:9/tfserving", "t", timeout=2)
+    with pytest.raises(ServerUnavailable, match="not reachable"):
+        client.models()
+    assert not client.ping()
+
+
+def test_find_server_prefers_the_environment_then_running_servers(server, isolated,
+                                                                 monkeypatch):
+    assert client_module.find_server().url == server.url
+    monkeypatch.setenv(client_module.ENV_TOKEN, "wrong")
+    assert client_module.find_server() is None  # a server that refuses the token is not it
+    monkeypatch.delenv(client_module.ENV_URL)
+    # a jpserver-*.json in the runtime dir, as a running Jupyter server writes it
+    info = {"url": server.url.rsplit("/tfserving", 1)[0] + "/", "token": server.token,
+            "base_url": "/"}
+    (isolated / "runtime" / "jpserver-123.json").write_text(json.dumps(info))
+    assert client_module.find_server().url == server.url
+
+
+def test_embedded_fallback_starts_once_and_says_so(isolated, monkeypatch, capsys):
+    from jupyter_tfserving.kernel import embedded
+
+    monkeypatch.setenv(embedded.ENV_MODEL_ROOT, str(isolated / "embedded-models"))
+    try:
+        m = serve(double, name="d", quiet=True)
+        err = capsys.readouterr().err
+        assert err.count("serving from this process") == 1
+        serve(double, name="e", quiet=True)
+        assert "serving from this process" not in capsys.readouterr().err
+        assert (isolated / "embedded-models" / "d" / "1" / "servable.json").is_file()
+        assert m.client.url.startswith("http://127.0.0.1:")
+    finally:
+        embedded.stop_embedded_server()
+
+
+def test_the_magic_lists_and_acts_and_reports_errors(server, capsys):
+    serve(double, name="magic", quiet=True)
+    serve(double, name="magic", quiet=True)
+    tfserving_magic("list")
+    out = capsys.readouterr().out
+    assert "magic" in out and "stable" in out and "AVAILABLE" in out
+    tfserving_magic("rollback magic")
+    assert "v1" in capsys.readouterr().out
+    tfserving_magic("promote nope")
+    assert "Could not find model nope" in capsys.readouterr().out
+    tfserving_magic("unload magic 1")  # stable: refused with the server's reason
+    assert "carries the label" in capsys.readouterr().out
+    tfserving_magic("frobnicate")
+    assert "Unknown subcommand" in capsys.readouterr().out
+
+
+def test_served_model_errors_carry_the_server_message(server):
+    m = serve(double, name="solo", quiet=True)
+    with pytest.raises(TFServingError) as err:
+        m.canary(0.5)  # nothing to canary against: it is the only version
+    assert err.value.status == 400 and "AVAILABLE" in err.value.message
+
+
+def test_a_tf_module_with_an_input_signature_is_served(server):
+    import io
+    import tarfile
+
+    import tensorflow as tf
+
+    class Times3(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="v")])
+        def serve(self, v):
+            return {"w": v * 3.0}
+
+    module = Times3()
+    with tarfile.open(fileobj=io.BytesIO(export_version(module))) as tar:
+        names = tar.getnames()
+    assert "saved_model.pb" in names and not any(n.startswith(("/", "..")) for n in names)
+    m = serve(module, name="times3", quiet=True)
+    np.testing.assert_allclose(m.predict([1.0, 2.0]), [3.0, 6.0])
