@@ -252,30 +252,34 @@ def mlp_body(width: int) -> bytes:
 
 
 def scenario_batching(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from benchmarks.models import MLP_WIDTH
+    return {name: batching_one(args, workdir, name) for name in args.batch_models}
 
-    root = workdir / "batch-models"
+
+def batching_one(args: argparse.Namespace, workdir: Path, name: str) -> dict[str, Any]:
+    from benchmarks.models import MLP_SHAPES
+
+    root = workdir / f"batch-models-{name}"
     root.mkdir()
-    export("mlp", root / "mlp")
-    body = mlp_body(MLP_WIDTH)
-    path = f"{PREFIX}/v1/models/mlp:predict"
+    export(name, root / name)
+    body = mlp_body(MLP_SHAPES[name][0])
+    path = f"{PREFIX}/v1/models/{name}:predict"
     modes = {"on": [], "off": ["--TFServingApp.enable_batching=False"]}
     if args.num_batch_threads:
         modes["on"].append(f"--TFServingApp.num_batch_threads={args.num_batch_threads}")
     out: dict[str, Any] = {"body_bytes": len(body), "runs": {}}
     for mode, extra in modes.items():
         with server(root, workdir, extra) as srv:
-            srv.wait_available("mlp")
+            srv.wait_available(name)
             status, answer = http_post(srv.base + path, srv.token, body)
             if status != 200 or b"predictions" not in answer:
-                raise RuntimeError(f"mlp predict: HTTP {status} {answer[:300]!r}")
+                raise RuntimeError(f"{name} predict: HTTP {status} {answer[:300]!r}")
             for c in args.batch_concurrency:
-                log(f"batching {mode}: mlp x{c} for {args.duration}s")
+                log(f"batching {mode}: {name} x{c} for {args.duration}s")
                 r = loadgen(srv, path, body, workdir, c, args.warmup, args.duration,
                             metrics=True)
                 d = r["metrics_delta"]
-                n = d.get("batching_session:input_batch_size_count[mlp]", 0.0)
-                rows = d.get("batching_session:input_batch_size_sum[mlp]", 0.0)
+                n = d.get(f"batching_session:input_batch_size_count[{name}]", 0.0)
+                rows = d.get(f"batching_session:input_batch_size_sum[{name}]", 0.0)
                 r["batches"] = n
                 r["mean_batch_size"] = rows / n if n else (1.0 if mode == "off" else None)
                 rt = [(k, v) for k, v in d.items() if k.startswith("runtime_latency_sum")]
@@ -292,8 +296,8 @@ def scenario_batching(args: argparse.Namespace, workdir: Path) -> dict[str, Any]
         m = out["runs"][f"on@{c}"].get("mean_batch_size")
         if m:
             sizes.add(max(1, round(m)))
-    log(f"batching: model in process at batch sizes {sorted(sizes)}")
-    own = run_json(["-m", "benchmarks.model_throughput", "--path", str(root / "mlp" / "1"),
+    log(f"batching: {name} in process at batch sizes {sorted(sizes)}")
+    own = run_json(["-m", "benchmarks.model_throughput", "--path", str(root / name / "1"),
                     "--batch-sizes", ",".join(map(str, sorted(sizes))), "--threads", "1",
                     "--seconds", "1.5" if args.quick else "3"], timeout=300)
     out["model_in_process"] = own["results"]
@@ -370,12 +374,11 @@ def table(results: dict[str, Any]) -> str:
                          f"{fmt(r['server_cpu_frac'], 2)} / {fmt(r['client_cpu_frac'], 2)}", ""))
             rows.append((label, "server CPU ms per request",
                          fmt(r.get("server_cpu_ms_per_req"), 3), ""))
-    b = results.get("batching")
-    if b:
+    for model, b in (results.get("batching") or {}).items():
         own = {r["batch_size"]: r for r in b["model_in_process"]}
         for key, r in b["runs"].items():
             mode, c = key.split("@")
-            label = f"batching {mode} x{c}"
+            label = f"batching {model} {mode} x{c}"
             s = b[f"summary@{c}"]
             rows.append((label, "rows/s", fmt(r["req_per_s"]),
                          f"{fmt(s['on_over_off'], 2)}x on/off" if mode == "on" else ""))
@@ -396,7 +399,7 @@ def table(results: dict[str, Any]) -> str:
                 rows.append((label, "vs model in process at batch 1", "",
                              f"{fmt(s['off_over_model_at_batch_1'], 2)}"))
         for bs, r in sorted(own.items()):
-            rows.append((f"model in process batch {bs}", "rows/s (1 thread)",
+            rows.append((f"{model} in process batch {bs}", "rows/s (1 thread)",
                          fmt(r["rows_per_s"]), f"{fmt(r['ms_per_call'], 1)} ms/call"))
     lines = ["| scenario | metric | value | ratio |", "|---|---|---|---|"]
     lines += [f"| {a} | {m} | {v} | {r} |" for a, m, v, r in rows]
@@ -412,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16, help="clients for the http scenario")
     p.add_argument("--batch-concurrency", default=None,
                    help="comma list of clients for the batching scenario (default 32,64)")
+    p.add_argument("--batch-models", default="mlp_in256,mlp",
+                   help="comma list of models for the batching scenario (benchmarks/models.py)")
     p.add_argument("--inprocess-threads", type=int, default=8,
                    help="threads for serving_path besides 1 (default 8)")
     p.add_argument("--num-batch-threads", type=int, default=0,
@@ -424,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
     bc = args.batch_concurrency or ("32" if args.quick else "32,64")
     args.batch_concurrency = [int(c) for c in bc.split(",") if c]
+    args.batch_models = [m for m in args.batch_models.split(",") if m]
     scenarios = args.only or list(SCENARIOS)
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
