@@ -461,6 +461,10 @@ def _floats(leaves: list[Any], types: set[type], dtype: str, row_size: int) -> n
         return values
     # A finite number that rounds to infinity in the narrower dtype is out of its range; numbers
     # that round to its largest value (e.g. float32 max printed as 3.4028235e+38) are not.
+    # Up to the dtype's largest value nothing can overflow, and the check (and np.errstate,
+    # which costs more than the conversion of a small tensor) is skipped.
+    if np.abs(values).max(initial=0.0) <= float(finfo.max):
+        return values.astype(np_dtype)
     with np.errstate(over="ignore"):
         narrowed = values.astype(np_dtype)
     overflow = np.isinf(narrowed) & np.isfinite(values)
