@@ -38,8 +38,12 @@ def free_port() -> int:
 class JupyterServer:
     """``jupyter server`` with the extension, as a child process."""
 
-    def __init__(self, root: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(self, root: Path, env: dict[str, str], log: Path, *,
+                 app: str = "jupyter_server", root_dir: Path | None = None) -> None:
+        """``app``: the module run with ``python -m`` (``jupyterlab`` for JupyterLab);
+        ``root_dir``: the server's notebook directory."""
         self.root, self.env, self.log = root, env, log
+        self.app, self.root_dir = app, root_dir
         self.port = free_port()
         self.token = secrets.token_hex(16)
         self.proc: subprocess.Popen | None = None
@@ -49,12 +53,14 @@ class JupyterServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "jupyter_server", "--allow-root", "--ServerApp.ip=127.0.0.1",
+        cmd = [sys.executable, "-m", self.app, "--allow-root", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={self.port}", "--ServerApp.open_browser=False",
                f"--IdentityProvider.token={self.token}",
                "--ServerApp.jpserver_extensions={'jupyter_tfserving': True}",
                f"--TFServingApp.model_root={self.root}",
                "--TFServingApp.file_system_poll_wait_seconds=0.2"]
+        if self.root_dir is not None:
+            cmd.append(f"--ServerApp.root_dir={self.root_dir}")
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)

@@ -12,6 +12,9 @@ from nbclient import NotebookClient
 from ..jupyter_process import REPO, JupyterServer, child_env
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+# the model each notebook serves
+SERVES = {"quickstart": "quickstart", "versions_and_canary": "canary_demo",
+          "dashboard": "dashdemo"}
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +27,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_there_are_example_notebooks():
-    assert {p.name for p in NOTEBOOKS} >= {"quickstart.ipynb", "versions_and_canary.ipynb"}
+    assert {p.stem for p in NOTEBOOKS} == set(SERVES)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -45,4 +48,4 @@ def test_notebook_runs_against_the_server(path: Path, server: JupyterServer, mon
     # the models were served by the server, not by an embedded fallback in the kernel
     assert "serving from this process" not in outputs
     models = server.get("/tfserving/api/models").json()["models"]
-    assert path.stem.replace("versions_and_canary", "canary_demo") in {m["name"] for m in models}
+    assert SERVES[path.stem] in {m["name"] for m in models}
