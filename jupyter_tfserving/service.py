@@ -150,7 +150,7 @@ class ModelService:
         self.admin_lock = threading.RLock()
         self.source = RepositorySource(
             self.manager, self.model_specs, options.file_system_poll_wait_seconds,
-            platform_of=_platform_of,
+            platform_of=_platform_of, lock=self.admin_lock,
         )
         self._started = False
         # Its own Prometheus registry, never the process-global one.

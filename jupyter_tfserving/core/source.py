@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Callable, Sequence
 
 from .manager import Manager
 from .model_spec import ModelSpec
@@ -31,12 +32,15 @@ class RepositorySource:
         specs: Callable[[], Sequence[ModelSpec]],
         poll_wait_seconds: float = 1.0,
         platform_of: Callable[[str, str], str] | None = None,
+        lock: AbstractContextManager[Any] | None = None,
     ) -> None:
         """``specs`` returns the models to serve; it is called on the poller thread and may do
         I/O. ``platform_of(version_dir, configured_platform)`` may refine the platform of one
         version (e.g. a ``servable.json`` in it); by default the configured one is used.
         ``poll_wait_seconds <= 0`` polls once at start and then only when ``poll_once`` is
-        called."""
+        called. ``lock``, if given, is held for each whole scan (reading the specs and applying
+        them), so whoever changes what ``specs`` returns under the same lock is never seen
+        half-way (the management operations)."""
         self._manager = manager
         self._specs = specs
         self._poll_wait = poll_wait_seconds
@@ -44,6 +48,7 @@ class RepositorySource:
         self._known: set[str] = set()
         self._applied_labels: dict[str, dict[str, int]] = {}
         self._poll_lock = threading.Lock()
+        self._outer_lock: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -63,7 +68,7 @@ class RepositorySource:
 
     def poll_once(self) -> None:
         """One scan of the repository. Errors are logged and leave the manager as it was."""
-        with self._poll_lock:
+        with self._outer_lock, self._poll_lock:
             try:
                 specs = list(self._specs())
             except Exception:  # a bad config must not stop the poller

@@ -111,7 +111,7 @@ class ManagementHandler(TFServingHandler):
             if version_arg is not None:
                 if not version_arg.isdigit() or len(version_arg) > 19:
                     return self.send_serving_error(invalid_argument(
-                        f"Invalid version {version_arg!r}: a positive integer is required"))
+                        f"Invalid version {version_arg!r}: an integer >= 0 is required"))
                 version = int(version_arg)
             if not self.request.body:
                 return self.send_serving_error(invalid_argument(
