@@ -1,4 +1,5 @@
-"""The kernel side: ``serve()``, ``%tfserving``, the REST client and the embedded server.
+"""The kernel side: ``serve()``, ``dashboard()``, ``%tfserving``, the REST client and the
+embedded server.
 
 Talks to the server only over REST (DESIGN §1); imports nothing of jupyter_server except in
 ``embedded`` (the fallback server itself), and TensorFlow only to export a model.
@@ -7,7 +8,8 @@ Talks to the server only over REST (DESIGN §1); imports nothing of jupyter_serv
 from __future__ import annotations
 
 from .client import ServerUnavailable, TFServingClient, TFServingError, find_server
+from .widgets import Dashboard, dashboard
 from .serving import ServedModel, connect, serve
 
-__all__ = ["ServedModel", "ServerUnavailable", "TFServingClient", "TFServingError", "connect",
-           "find_server", "serve"]
+__all__ = ["Dashboard", "ServedModel", "ServerUnavailable", "TFServingClient", "TFServingError",
+           "connect", "dashboard", "find_server", "serve"]

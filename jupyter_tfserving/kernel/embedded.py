@@ -108,12 +108,14 @@ class EmbeddedServer:
         """Stop serving HTTP, then let in-flight requests finish and unload the models."""
         loop, self._loop = self._loop, None
         if loop is not None:
-            def shutdown() -> None:
+            async def shutdown() -> None:
                 if self._http_server is not None:
                     self._http_server.stop()
+                    # keep-alive connections would otherwise hang their clients until timeout
+                    await self._http_server.close_all_connections()
                 loop.stop()
 
-            loop.call_soon_threadsafe(shutdown)
+            loop.call_soon_threadsafe(lambda: loop.create_task(shutdown()))
             if self._thread is not None:
                 self._thread.join(10)
         if self.service is not None:

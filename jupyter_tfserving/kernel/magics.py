@@ -2,8 +2,9 @@
 
 Subcommands (``%tfserving help`` lists them): ``list`` / ``status [NAME]``, ``url``,
 ``canary NAME WEIGHT [VERSION]``, ``promote NAME``, ``rollback NAME``, ``unload NAME VERSION``,
-``load NAME VERSION``, ``label NAME LABEL VERSION``. Each calls the management API over REST
-and prints the server's answer or error (never a traceback for a server-side error).
+``load NAME VERSION``, ``label NAME LABEL VERSION``, ``dashboard [NAME]``. Each calls the
+management API over REST and prints the server's answer or error (never a traceback for a
+server-side error); ``dashboard`` displays the live panel of ``kernel.widgets``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ USAGE = """%tfserving list                      models, versions, states, labels
 %tfserving rollback NAME             end the canary, or put the previous stable back
 %tfserving unload NAME VERSION       stop serving a version (files stay)
 %tfserving load NAME VERSION         serve an unloaded version again
-%tfserving label NAME LABEL VERSION  set or move a version label"""
+%tfserving label NAME LABEL VERSION  set or move a version label
+%tfserving dashboard [NAME]          a live panel of the models (or of NAME)"""
 
 
 def format_models(models: list[dict[str, Any]]) -> str:
@@ -63,6 +65,12 @@ def tfserving_magic(line: str) -> None:
             print(format_models(models))
         elif command == "url":
             print(client.url)
+        elif command == "dashboard":
+            from IPython.display import display
+
+            from .widgets import dashboard
+
+            display(dashboard(rest[0] if rest else None, client=client))
         elif command in handlers:
             needed, fn = handlers[command]
             if len(rest) < needed:
@@ -76,8 +84,9 @@ def tfserving_magic(line: str) -> None:
 
 
 def register(ipython: Any) -> None:
-    """Register ``%tfserving`` and put ``serve`` in the user namespace."""
+    """Register ``%tfserving`` and put ``serve`` and ``dashboard`` in the user namespace."""
+    from .widgets import dashboard
     from .serving import serve
 
     ipython.register_magic_function(tfserving_magic, magic_kind="line", magic_name="tfserving")
-    ipython.push({"serve": serve})
+    ipython.push({"serve": serve, "dashboard": dashboard})

@@ -1,0 +1,489 @@
+"""``dashboard()``: a live ipywidgets panel of the served models (DESIGN §6).
+
+Per model: a header with the traffic split, a table of its versions (state, labels, in-flight
+handles, requests, errors, p50/p99 latency, traffic share), one PNG of the versions' latency
+histograms overlaid (matplotlib ``Figure`` + Agg, never pyplot: a notebook's inline backend
+must not pick the figures up), and controls: a version, a canary weight, and the buttons
+Promote / Canary / Rollback / Unload.
+
+Where the data comes from: ``GET P/api/models`` (or ``P/api/models/NAME``) for versions,
+labels, refcounts and traffic, and ``GET P/api/stats`` for requests, errors and latency
+buckets, over REST like every kernel-side call (DESIGN §1).
+
+Threads: :meth:`Dashboard.refresh` runs on the background thread :meth:`Dashboard.start`
+starts (one per dashboard, a daemon, stopped by :meth:`Dashboard.stop`, :meth:`Dashboard.close`
+or interpreter exit, and paused while a front end that counts views shows it nowhere, e.g. after
+its cell was re-run), and on the kernel's thread after a button click or when called directly.
+Refreshes serialise on one lock. Widgets are built once and updated in place: the table and the
+image are the same objects for the dashboard's life, a panel is added or removed only when the
+set of models changes, and the histogram is re-rendered only when its counts (or labels) change.
+"""
+
+from __future__ import annotations
+
+import atexit
+import html
+import io
+import itertools
+import threading
+import weakref
+from typing import Any, Callable, Sequence
+
+import ipywidgets as widgets
+import numpy as np
+
+from ..core.model_spec import check_model_name
+from ..core.status import ServingError
+from .client import TFServingClient, TFServingError
+
+# matplotlib's tab10: one fixed colour per version number, the same in every dashboard
+PALETTE: tuple[str, ...] = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                            "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+_STATE_COLOURS = {"AVAILABLE": "#2ca02c", "LOADING": "#ff7f0e", "START": "#ff7f0e",
+                  "UNLOADING": "#7f7f7f", "END": "#7f7f7f"}
+_DEFAULT_CANARY_WEIGHT = 0.1
+_serial = itertools.count(1)
+_live: weakref.WeakSet[Dashboard] = weakref.WeakSet()
+
+
+def version_colour(version: int) -> str:
+    """The colour of ``version`` in tables and histograms (v1 is the palette's first)."""
+    return PALETTE[(version - 1) % len(PALETTE)]
+
+
+def _ms(micros: float | None) -> str:
+    return "–" if micros is None else f"{micros / 1000.0:.3g}"
+
+
+def _share(share: float | None) -> str:
+    return "–" if share is None else f"{share:.0%}"
+
+
+def _ok_html(text: str) -> str:
+    return f'<span style="color:#2ca02c">{html.escape(text)}</span>'
+
+
+def _error_html(text: str) -> str:
+    return f'<span style="color:#d62728">{html.escape(text)}</span>'
+
+
+def _note_html(text: str) -> str:
+    return f'<span style="color:#7f7f7f">{html.escape(text)}</span>'
+
+
+def bucket_counts(latency: dict[str, Any]) -> tuple[list[float], list[int]]:
+    """(finite upper bounds in microseconds, per-bucket counts with the overflow bucket last)
+    from the cumulative ``latency_us.buckets`` of ``GET P/api/stats``."""
+    bounds: list[float] = []
+    counts: list[int] = []
+    previous = 0
+    for le, cumulative in latency.get("buckets", []):
+        if le != "+Inf":
+            bounds.append(float(le))
+        counts.append(int(cumulative) - previous)
+        previous = int(cumulative)
+    return bounds, counts
+
+
+def render_latency_png(series: Sequence[tuple[int, str, Sequence[int]]],
+                       bounds_us: Sequence[float]) -> bytes:
+    """A PNG of latency histograms overlaid as steps, one per ``(version, legend, counts)``,
+    each normalised to its own requests so a 25% canary compares with its stable. ``counts``
+    has one entry per bound plus the overflow bucket. Pure: callable from any thread."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 2.4), dpi=80)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    nonzero = [i for _, _, counts in series for i, n in enumerate(counts) if n]
+    if not nonzero or len(bounds_us) < 2:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no requests yet", ha="center", va="center", color="#7f7f7f",
+                transform=ax.transAxes)
+    else:
+        ratio = bounds_us[1] / bounds_us[0]
+        edges = np.array([bounds_us[0] / ratio, *bounds_us, bounds_us[-1] * ratio]) / 1000.0
+        lo = max(min(nonzero) - 1, 0)
+        hi = min(max(nonzero) + 2, len(edges) - 1)
+        for version, legend, counts in series:
+            total = sum(counts)
+            if not total:
+                continue
+            values = np.asarray(counts[lo:hi], dtype=float) / total
+            colour = version_colour(version)
+            ax.stairs(values, edges[lo:hi + 1], fill=True, alpha=0.15, color=colour)
+            ax.stairs(values, edges[lo:hi + 1], color=colour, linewidth=1.6, label=legend)
+        ax.set_xscale("log")
+        ax.set_xlabel("latency (ms)")
+        ax.set_ylabel("share of requests")
+        ax.legend(loc="upper right", fontsize="small", frameon=False)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+class ModelPanel(widgets.VBox):
+    """One model's part of a :class:`Dashboard`: ``header``, ``table`` (HTML, one
+    ``<tr data-version="N">`` per version), ``image`` (the histogram PNG), ``versions``
+    (Dropdown), ``weight`` (FloatSlider), ``buttons`` (by description) and ``status`` (the
+    last action's answer or error). Created and updated by its dashboard under its lock; the
+    buttons' handlers run on the kernel's thread."""
+
+    def __init__(self, client: TFServingClient, name: str,
+                 after_action: Callable[[], None]) -> None:
+        self.client = client
+        self.name = name
+        self._after_action = after_action
+        self._image_key: Any = None
+        self._seen_canary: Any = None
+        self.header = widgets.HTML()
+        self.table = widgets.HTML()
+        self.image = widgets.Image(format="png")
+        self.versions = widgets.Dropdown(description="Version", options=[],
+                                         layout=widgets.Layout(width="180px"))
+        self.weight = widgets.FloatSlider(value=_DEFAULT_CANARY_WEIGHT, min=0.0, max=1.0,
+                                          step=0.05, description="Canary weight",
+                                          readout_format=".2f")
+        self.buttons: dict[str, widgets.Button] = {}
+        for label, style, tip, action in (
+                ("Promote", "success", "Make the chosen version stable", self.promote),
+                ("Canary", "info", "Send the weight of traffic to the chosen version",
+                 self.canary),
+                ("Rollback", "warning", "End the canary, or put the previous stable back",
+                 self.rollback),
+                ("Unload", "danger", "Stop serving the chosen version", self.unload)):
+            button = widgets.Button(description=label, button_style=style, tooltip=tip,
+                                    layout=widgets.Layout(width="90px"))
+            button.on_click(lambda _b, act=action: self._run(act))
+            self.buttons[label] = button
+        self.status = widgets.HTML()
+        controls = widgets.HBox([self.versions, self.weight, *self.buttons.values()])
+        super().__init__([self.header, self.table, controls, self.status, self.image],
+                         layout=widgets.Layout(margin="0 0 12px 0"))
+
+    # ------------------------------------------------------------------ actions
+
+    def _selected(self) -> int:
+        if self.versions.value is None:
+            raise ValueError("Choose a version first")
+        return int(self.versions.value)
+
+    def promote(self) -> str:
+        """As ``ServedModel.promote``: canary the chosen version at weight 0 unless it is the
+        canary already, then promote it."""
+        version = self._selected()
+        model = self.client.model(self.name)
+        if model.get("labels", {}).get("canary") != version:
+            self.client.canary(self.name, 0.0, version)
+        result = self.client.promote(self.name)
+        return f"Promoted: stable is v{result['labels'].get('stable', version)}"
+
+    def canary(self) -> str:
+        version = self._selected()
+        weight = round(float(self.weight.value), 4)
+        result = self.client.canary(self.name, weight, version)
+        stable = result["labels"].get("stable")
+        return f"Canary: v{version} takes {weight:.0%} of traffic (stable is v{stable})"
+
+    def rollback(self) -> str:
+        result = self.client.rollback(self.name)
+        return f"Rolled back: stable is v{result['labels'].get('stable')}"
+
+    def unload(self) -> str:
+        version = self._selected()
+        result = self.client.unload(self.name, version)
+        state = next((v["state"] for v in result["versions"] if v["version"] == version), "END")
+        return f"Unloaded v{version} (now {state})"
+
+    def _run(self, action: Callable[[], str]) -> None:
+        """A click: show the server's answer or error, then refresh; never raises."""
+        try:
+            self.status.value = _ok_html(action())
+        except TFServingError as exc:
+            self.status.value = _error_html(exc.message)
+        except Exception as exc:  # a click must not put a traceback in the log
+            self.status.value = _error_html(str(exc) or type(exc).__name__)
+        self._after_action()
+
+    # ------------------------------------------------------------------ updates
+
+    def update(self, model: dict[str, Any], stats: dict[int, dict[str, Any]]) -> None:
+        """Show ``model`` (its ``GET P/api/models/NAME`` JSON) and ``stats`` (version ->
+        its ``GET P/api/stats`` entry). Only what changed is sent to the front end."""
+        traffic = {int(v): share for v, share in (model.get("traffic") or {}).items()}
+        split = " · ".join(
+            f'<span style="color:{version_colour(v)}">v{v}</span> {_share(s)}'
+            for v, s in sorted(traffic.items())) or "none"
+        _set(self.header, f'<b style="font-size:1.1em">{html.escape(self.name)}</b>'
+                          f'&nbsp;&nbsp;traffic: {split}')
+        _set(self.table, self._table_html(model, stats, traffic))
+        self._update_controls(model)
+        self._update_image(model, stats)
+
+    @staticmethod
+    def _table_html(model: dict[str, Any], stats: dict[int, dict[str, Any]],
+                    traffic: dict[int, float]) -> str:
+        head = ("version", "state", "labels", "in flight", "requests", "errors", "p50 ms",
+                "p99 ms", "traffic")
+        cell = 'style="padding:2px 10px;text-align:{}"'
+        rows = ["<tr>" + "".join(f'<th {cell.format("left" if i < 3 else "right")}>{h}</th>'
+                                 for i, h in enumerate(head)) + "</tr>"]
+        for entry in model.get("versions", []):
+            version = int(entry["version"])
+            st = stats.get(version, {})
+            latency = st.get("latency_us") or {}
+            state = entry["state"] + (" (unloaded)" if entry.get("unloaded") else "")
+            error = entry.get("error_message") or ""
+            values = (
+                f'<span style="color:{version_colour(version)}">■</span> v{version}',
+                f'<span style="color:{_STATE_COLOURS.get(entry["state"], "inherit")}" '
+                f'title="{html.escape(error)}">{html.escape(state)}</span>',
+                html.escape(", ".join(entry.get("labels", []))),
+                str(entry.get("in_flight", 0)),
+                str(st.get("request_count", 0)),
+                str(st.get("error_count", 0)),
+                _ms(latency.get("p50")),
+                _ms(latency.get("p99")),
+                _share(traffic.get(version, 0.0)),
+            )
+            rows.append(f'<tr data-version="{version}">' + "".join(
+                f'<td {cell.format("left" if i < 3 else "right")}>{v}</td>'
+                for i, v in enumerate(values)) + "</tr>")
+        return '<table style="border-collapse:collapse">' + "".join(rows) + "</table>"
+
+    def _update_controls(self, model: dict[str, Any]) -> None:
+        versions = [int(v["version"]) for v in model.get("versions", [])]
+        options = [(f"v{v}", v) for v in versions]
+        if list(self.versions.options) != options:
+            chosen = self.versions.value
+            canary = (model.get("canary") or {}).get("version")
+            self.versions.options = options
+            if chosen in versions:
+                self.versions.value = chosen
+            elif versions:
+                self.versions.value = canary if canary in versions else versions[0]
+        # follow the server's canary weight when it changes there, not the user's dragging
+        canary_state = model.get("canary")
+        if canary_state != self._seen_canary:
+            self._seen_canary = canary_state
+            if canary_state:
+                self.weight.value = float(canary_state["weight"])
+
+    def _update_image(self, model: dict[str, Any], stats: dict[int, dict[str, Any]]) -> None:
+        bounds: list[float] = []
+        series = []
+        for entry in sorted(model.get("versions", []), key=lambda e: e["version"]):
+            version = int(entry["version"])
+            latency = stats.get(version, {}).get("latency_us")
+            if not latency:
+                continue
+            version_bounds, counts = bucket_counts(latency)
+            bounds = bounds or version_bounds
+            labels = " ".join(entry.get("labels", []))
+            legend = f"v{version} {labels} · {sum(counts)} req".replace("  ", " ")
+            series.append((version, legend, tuple(counts)))
+        key = (tuple(series), tuple(bounds))
+        if key != self._image_key:
+            self.image.value = render_latency_png(series, bounds)
+            self._image_key = key
+
+    def close(self) -> None:
+        for child in (self.header, self.table, self.image, self.versions, self.weight,
+                      *self.buttons.values(), self.status, *self.children):
+            child.close()
+        super().close()
+
+
+def _set(widget: widgets.HTML, value: str) -> None:
+    if widget.value != value:
+        widget.value = value
+
+
+class Dashboard(widgets.VBox):
+    """The live panel :func:`dashboard` returns: ``status`` (top-level messages: a server that
+    went away, a model not served yet), then one :class:`ModelPanel` per model in ``panels``.
+
+    :meth:`refresh` fetches and shows the server's state (any thread; never raises for a
+    server error; each REST call gives up after ``request_timeout`` seconds). :meth:`start` /
+    :meth:`stop` run / end the one background thread (``thread_name``) that refreshes every
+    ``interval`` seconds; :meth:`close` stops it too."""
+
+    def __init__(self, client: TFServingClient, name: str | None = None, *,
+                 interval: float = 1.0, request_timeout: float = 10.0) -> None:
+        if not interval > 0:
+            raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
+        if name is not None:
+            try:
+                check_model_name(name)
+            except ServingError as exc:
+                raise ValueError(exc.message) from None
+        self.client = client
+        self.name = name
+        self.interval = float(interval)
+        # a refresh gives up sooner than the client's own (upload-sized) timeout: a server
+        # that hangs must not freeze the panel, or a click waiting for the refresh lock
+        self.request_timeout = float(request_timeout)
+        self.thread_name = f"tfserving-dashboard-{next(_serial)}"
+        self.panels: dict[str, ModelPanel] = {}
+        self.status = widgets.HTML()
+        self._title = widgets.HTML(
+            f"<b>jupyter_tfserving</b> <small>{html.escape(client.url)}</small>")
+        self._lock = threading.RLock()  # one refresh at a time
+        self._thread_lock = threading.Lock()  # start/stop of the live thread
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wanted = False
+        self._closed = False
+        # _view_count=0 asks the front end to report how many views show the dashboard
+        super().__init__([self._title, self.status], _view_count=0)
+        self.observe(self._on_view_count, names="_view_count")
+        _live.add(self)
+
+    # ------------------------------------------------------------------ data
+
+    def refresh(self) -> bool:
+        """Fetch the models and stats and update the widgets in place. True when the server
+        answered; on a server error (ServerUnavailable included) the message goes to
+        ``status`` and the last state stays shown. Blocks for the REST calls."""
+        with self._lock:
+            if self._closed:
+                return False
+            timeout = min(self.client.timeout, self.request_timeout)
+            try:
+                if self.name is None:
+                    models = self.client.call("GET", "/api/models", timeout=timeout)["models"]
+                else:
+                    try:
+                        models = [self.client.call("GET", f"/api/models/{self.name}",
+                                                   timeout=timeout)]
+                    except TFServingError as exc:
+                        if exc.status != 404:
+                            raise
+                        models = []
+                stats = self.client.call("GET", "/api/stats", timeout=timeout)
+            except TFServingError as exc:
+                _set(self.status, _error_html(
+                    f"{exc.message} (showing the last state; retrying)"))
+                return False
+            self._show(models, stats)
+            return True
+
+    def _show(self, models: list[dict[str, Any]], stats: dict[str, Any]) -> None:
+        by_version = {m["name"]: {int(v["version"]): v for v in m.get("versions", [])}
+                      for m in stats.get("models", [])}
+        names = [m["name"] for m in models]
+        if set(names) != set(self.panels):
+            for gone in set(self.panels) - set(names):
+                self.panels.pop(gone).close()
+            for new in names:
+                if new not in self.panels:
+                    self.panels[new] = ModelPanel(self.client, new, self._refresh_quietly)
+            self.children = [self._title, self.status, *(self.panels[n] for n in names)]
+        for model in models:
+            self.panels[model["name"]].update(model, by_version.get(model["name"], {}))
+        if not models:
+            waiting = f"Model {self.name} is not served (yet)." if self.name else \
+                "No models are served yet: serve() one."
+            _set(self.status, _note_html(waiting))
+        else:
+            _set(self.status, "")
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self.refresh()
+        except Exception as exc:  # a bug here must not kill a click handler or the thread
+            _set(self.status, _error_html(f"Dashboard error: {type(exc).__name__}: {exc}"))
+
+    # ------------------------------------------------------------------ the live thread
+
+    @property
+    def running(self) -> bool:
+        """True while the live thread refreshes (started, not stopped or paused)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive() and not self._stop.is_set()
+
+    def start(self) -> None:
+        """Refresh every ``interval`` seconds on a daemon thread until :meth:`stop` or
+        :meth:`close` (a no-op while it runs; RuntimeError once closed). Any thread."""
+        if self._closed:
+            raise RuntimeError("This dashboard is closed")
+        self._wanted = True
+        self._run_thread()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the live thread; waits up to ``timeout`` s for a refresh in progress."""
+        self._wanted = False
+        self._halt(timeout)
+
+    def _run_thread(self) -> None:
+        with self._thread_lock:
+            thread = self._thread
+            if thread is not None and thread.is_alive():
+                if not self._stop.is_set():
+                    return
+                thread.join(self.request_timeout + 1)  # one thread at a time, always
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._loop, args=(self._stop,),
+                                            name=self.thread_name, daemon=True)
+            self._thread.start()
+
+    def _halt(self, timeout: float) -> None:
+        with self._thread_lock:
+            self._stop.set()
+            thread = self._thread
+        if thread is not None and timeout > 0 and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
+            self._refresh_quietly()
+
+    def _on_view_count(self, change: dict[str, Any]) -> None:
+        """The front end counts this widget's views (comm messages, the kernel's thread):
+        refresh only while one shows, so a re-run cell leaves no thread behind."""
+        if self._closed:
+            return
+        if change["new"]:
+            if self._wanted:
+                self._run_thread()
+        else:
+            self._halt(0)
+
+    def close(self) -> None:
+        """Stop refreshing and close every widget of the dashboard."""
+        self.stop()
+        with self._lock:
+            self._closed = True
+            for panel in self.panels.values():
+                panel.close()
+            self.panels.clear()
+            self._title.close()
+            self.status.close()
+        _live.discard(self)
+        super().close()
+
+
+def dashboard(name: str | None = None, *, client: TFServingClient | None = None,
+              interval: float = 1.0, start: bool = True) -> Dashboard:
+    """A live :class:`Dashboard` of every model (or only ``name``) of ``client``'s server
+    (default: ``connect()``, as ``serve()`` finds it). It shows the state at once, then, with
+    ``start``, refreshes itself every ``interval`` seconds until closed. Display it (it is
+    the last expression of a cell, or ``IPython.display.display``)."""
+    if client is None:
+        from .serving import connect
+
+        client = connect()
+    board = Dashboard(client, name, interval=interval)
+    board.refresh()
+    if start:
+        board.start()
+    return board
+
+
+@atexit.register
+def _stop_all() -> None:
+    for board in list(_live):
+        board._halt(0)

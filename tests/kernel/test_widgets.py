@@ -1,0 +1,329 @@
+"""dashboard(): the ipywidgets panel, checked through its widgets' state (no browser) against
+the embedded server (a real ModelService + the extension's handlers on a thread of this
+process), with a python-callable model served as v1 and a 25% canary v2."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from jupyter_tfserving.kernel import client as client_module
+from jupyter_tfserving.kernel import serving as serve_module
+from jupyter_tfserving.kernel.client import TFServingClient, TFServingError
+from jupyter_tfserving.kernel.widgets import Dashboard, ModelPanel, dashboard
+from jupyter_tfserving.kernel.embedded import EmbeddedServer
+from jupyter_tfserving.kernel.serving import serve
+
+PNG = b"\x89PNG"
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch):
+    """No server to find: empty runtime dir, no extension variables, fresh data dir."""
+    for name in ("RUNTIME", "DATA"):
+        d = tmp_path / name.lower()
+        d.mkdir()
+        monkeypatch.setenv(f"JUPYTER_{name}_DIR", str(d))
+    monkeypatch.delenv(client_module.ENV_URL, raising=False)
+    monkeypatch.delenv(client_module.ENV_TOKEN, raising=False)
+    serve_module.reset_connection()
+    yield tmp_path
+    serve_module.reset_connection()
+
+
+@pytest.fixture
+def server(isolated: Path, monkeypatch):
+    srv = EmbeddedServer(str(isolated / "models"), file_system_poll_wait_seconds=0.1)
+    srv.start()
+    monkeypatch.setenv(client_module.ENV_URL, srv.url)
+    monkeypatch.setenv(client_module.ENV_TOKEN, srv.token)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def boards():
+    """Dashboards made by a test, closed (threads stopped) whatever happens."""
+    made: list[Dashboard] = []
+    yield made
+    for board in made:
+        board.close()
+
+
+def double(x):
+    return np.asarray(x) * 2.0
+
+
+def triple(x):
+    return np.asarray(x) * 3.0
+
+
+@pytest.fixture
+def demo(server) -> TFServingClient:
+    """``demo``: v1 stable, v2 a 25% canary, both having answered some requests."""
+    serve(double, name="demo", example=np.ones((1, 1)), quiet=True)
+    m2 = serve(triple, name="demo", canary=0.25, example=np.ones((1, 1)), quiet=True)
+    client = m2.client
+    for _ in range(12):
+        client.predict("demo", [[1.0]])
+    for version in (1, 2):
+        for _ in range(3):
+            client.predict("demo", [[1.0]], version=version)
+    return client
+
+
+def make(boards: list[Dashboard], *args, **kwargs) -> Dashboard:
+    board = dashboard(*args, **kwargs)
+    boards.append(board)
+    return board
+
+
+def row(panel: ModelPanel, version: int) -> dict[str, str]:
+    """The table row of ``version``, as text by column."""
+    match = re.search(rf'<tr data-version="{version}">(.*?)</tr>', panel.table.value)
+    assert match, f"no row for v{version} in {panel.table.value}"
+    cells = [re.sub(r"<[^>]+>", "", c).replace("■", "").strip()
+             for c in re.findall(r"<td[^>]*>(.*?)</td>", match.group(1))]
+    keys = ("version", "state", "labels", "in_flight", "requests", "errors", "p50", "p99",
+            "traffic")
+    return dict(zip(keys, cells))
+
+
+def text(widget) -> str:
+    return re.sub(r"<[^>]+>", "", widget.value)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def threads_named(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == name]
+
+
+def test_the_table_shows_versions_labels_traffic_and_histograms(demo, boards):
+    board = make(boards, "demo", start=False)
+    assert isinstance(board, Dashboard) and list(board.panels) == ["demo"]
+    panel = board.panels["demo"]
+    assert panel in board.children
+    v1, v2 = row(panel, 1), row(panel, 2)
+    assert (v1["state"], v1["labels"], v1["traffic"]) == ("AVAILABLE", "stable", "75%")
+    assert (v2["state"], v2["labels"], v2["traffic"]) == ("AVAILABLE", "canary", "25%")
+    assert int(v1["requests"]) > 0 and int(v2["requests"]) > 0
+    assert v1["errors"] == "0" and v1["in_flight"] == "0"
+    assert float(v1["p50"]) > 0 and float(v1["p99"]) >= float(v1["p50"])
+    assert "v1</span> 75%" in panel.header.value and "v2</span> 25%" in panel.header.value
+    assert bytes(panel.image.value).startswith(PNG)
+    assert [v for _, v in panel.versions.options] == [2, 1] and panel.versions.value == 2
+    assert panel.weight.value == 0.25  # follows the server's canary weight
+    assert [b.description for b in panel.buttons.values()] == [
+        "Promote", "Canary", "Rollback", "Unload"]
+    assert board.status.value == ""
+
+    # nothing changed: the same widgets, the same bytes
+    table, image, png, html = panel.table, panel.image, bytes(panel.image.value), panel.table.value
+    assert board.refresh()
+    assert board.panels["demo"] is panel and panel.table is table and panel.image is image
+    assert bytes(panel.image.value) == png and panel.table.value == html
+
+    # more traffic: updated in place, the histogram re-rendered
+    demo.predict("demo", [[1.0]], version=2)
+    board.refresh()
+    assert panel.table is table and panel.image is image
+    assert bytes(panel.image.value) != png and bytes(panel.image.value).startswith(PNG)
+    assert int(row(panel, 2)["requests"]) == int(v2["requests"]) + 1
+
+
+def test_the_buttons_act_on_the_server_and_show_its_answer(demo, boards):
+    board = make(boards, "demo", start=False)
+    panel = board.panels["demo"]
+
+    panel.versions.value = 2
+    panel.weight.value = 0.5
+    panel.buttons["Canary"].click()
+    model = demo.model("demo")
+    assert model["canary"] == {"version": 2, "weight": 0.5}
+    assert model["traffic"] == {"1": 0.5, "2": 0.5}
+    assert text(panel.status) == "Canary: v2 takes 50% of traffic (stable is v1)"
+    assert row(panel, 2)["traffic"] == "50%" and row(panel, 1)["traffic"] == "50%"
+
+    panel.buttons["Promote"].click()
+    model = demo.model("demo")
+    assert model["labels"] == {"stable": 2} and model["canary"] is None
+    assert text(panel.status) == "Promoted: stable is v2"
+    assert row(panel, 2)["labels"] == "stable" and row(panel, 2)["traffic"] == "100%"
+    assert row(panel, 1)["labels"] == "" and row(panel, 1)["traffic"] == "0%"
+
+    panel.buttons["Rollback"].click()
+    assert demo.model("demo")["labels"] == {"stable": 1}
+    assert text(panel.status) == "Rolled back: stable is v1"
+    assert (row(panel, 1)["labels"], row(panel, 1)["traffic"]) == ("stable", "100%"), \
+        (panel.table.value, text(board.status), demo.model("demo"))
+
+    panel.versions.value = 1
+    panel.buttons["Unload"].click()  # the stable version: refused with the server's reason
+    assert "carries the label(s) stable" in text(panel.status)
+    assert demo.model("demo")["unloaded"] == [] and row(panel, 1)["state"] == "AVAILABLE"
+
+    panel.versions.value = 2
+    panel.buttons["Unload"].click()
+    model = demo.model("demo")
+    assert model["unloaded"] == [2]
+    assert text(panel.status).startswith("Unloaded v2")
+    assert "(unloaded)" in row(panel, 2)["state"]
+    wait_for(lambda: board.refresh() and row(panel, 2)["state"] == "END (unloaded)")
+
+    # Promote on a version that is not AVAILABLE: the server's refusal, shown
+    panel.buttons["Promote"].click()
+    assert demo.model("demo")["labels"] == {"stable": 1}
+    assert "AVAILABLE" in text(panel.status) and not text(panel.status).startswith("Promoted")
+
+
+def test_an_error_click_shows_the_servers_message(server, boards):
+    m = serve(double, name="solo", example=np.ones((1, 1)), quiet=True)
+    with pytest.raises(TFServingError) as expected:
+        m.client.canary("solo", 0.1, 1)  # what the button will send: nothing to canary against
+    board = make(boards, "solo", start=False)
+    panel = board.panels["solo"]
+    assert panel.versions.value == 1
+    panel.buttons["Canary"].click()  # never raises
+    assert text(panel.status) == expected.value.message
+    assert m.client.model("solo")["canary"] is None
+    assert row(panel, 1)["state"] == "AVAILABLE" and row(panel, 1)["labels"] == ""
+
+
+def test_models_come_and_a_named_model_may_not_exist_yet(server, boards):
+    board = make(boards, start=False)
+    assert board.panels == {} and "No models" in text(board.status)
+    later = make(boards, "later", start=False)
+    assert later.panels == {} and "later is not served" in text(later.status)
+
+    serve(double, name="a", example=np.ones((1, 1)), quiet=True)
+    board.refresh()
+    later.refresh()
+    first = board.panels["a"]
+    assert text(board.status) == "" and later.panels == {}
+    serve(double, name="later", example=np.ones((1, 1)), quiet=True)
+    board.refresh()
+    later.refresh()
+    assert list(board.panels) == ["a", "later"] and board.panels["a"] is first
+    assert list(later.panels) == ["later"] and text(later.status) == ""
+    assert row(board.panels["later"], 1)["traffic"] == "100%"
+    assert bytes(board.panels["a"].image.value).startswith(PNG)  # "no requests yet" is a PNG too
+
+
+def test_a_server_that_goes_away_is_a_message_and_the_thread_goes_on(demo, server, boards):
+    # a stopped embedded server leaves its keep-alive connections open and silent: only
+    # timeouts end the calls that land on them
+    client = TFServingClient(server.url, server.token, timeout=2)
+    board = make(boards, "demo", client=client, interval=0.05)
+    board.request_timeout = 0.5
+    panel = board.panels["demo"]
+    html = panel.table.value
+    url = board.client.url
+    board.client.url = "http://127.0.0.1:9/tfserving"
+    wait_for(lambda: "not reachable" in text(board.status))
+    assert board.running and panel.table.value == html  # the last state stays
+    board.client.url = url  # back: the message goes
+    wait_for(lambda: text(board.status) == "")
+
+    server.stop()
+    wait_for(lambda: "not reachable" in text(board.status))
+    assert board.refresh() is False  # and no exception
+    panel.buttons["Rollback"].click()
+    assert "not reachable" in text(panel.status)
+    time.sleep(0.2)
+    assert board.running and len(threads_named(board.thread_name)) == 1
+
+
+def test_start_and_close_run_exactly_one_thread(demo, boards):
+    board = make(boards, "demo", interval=0.05, start=False)
+    assert threads_named(board.thread_name) == []
+    board.start()
+    board.start()
+    assert len(threads_named(board.thread_name)) == 1
+    assert threads_named(board.thread_name)[0].daemon
+    before = int(row(board.panels["demo"], 1)["requests"])
+    demo.predict("demo", [[1.0]], version=1)
+    wait_for(lambda: int(row(board.panels["demo"], 1)["requests"]) == before + 1)
+    board.stop()
+    assert threads_named(board.thread_name) == [] and not board.running
+    board._view_count = 1  # a view appearing does not restart a stopped dashboard
+    assert not board.running
+    board._view_count = 0
+    board.start()
+    assert len(threads_named(board.thread_name)) == 1
+    # the front end reports the views: none left (the cell was re-run) pauses, one resumes
+    board._view_count = 1
+    assert len(threads_named(board.thread_name)) == 1
+    board._view_count = 0
+    wait_for(lambda: threads_named(board.thread_name) == [])
+    assert not board.running
+    board._view_count = 1
+    assert board.running and len(threads_named(board.thread_name)) == 1
+    board.close()
+    assert threads_named(board.thread_name) == []
+    board._view_count = 2  # closed: nothing restarts
+    assert threads_named(board.thread_name) == [] and not board.running
+    assert board.refresh() is False
+    with pytest.raises(RuntimeError, match="closed"):
+        board.start()
+
+
+def test_the_magic_and_the_namespace(demo, boards, monkeypatch):
+    import IPython.display
+
+    from jupyter_tfserving.kernel.magics import USAGE, register, tfserving_magic
+
+    shown: list[object] = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    tfserving_magic("dashboard demo")
+    assert len(shown) == 1 and isinstance(shown[0], Dashboard)
+    boards.append(shown[0])
+    assert list(shown[0].panels) == ["demo"] and shown[0].running
+    assert "%tfserving dashboard [NAME]" in USAGE
+
+    class Shell:
+        pushed: dict = {}
+
+        def register_magic_function(self, *args, **kwargs) -> None:
+            pass
+
+        def push(self, names: dict) -> None:
+            self.pushed.update(names)
+
+    shell = Shell()
+    register(shell)
+    assert shell.pushed["dashboard"] is dashboard
+
+    import jupyter_tfserving
+
+    assert jupyter_tfserving.dashboard is dashboard
+
+
+def test_the_module_never_imports_pyplot():
+    code = (
+        "import sys\n"
+        "import importlib\n"
+        "d = importlib.import_module('jupyter_tfserving.kernel.widgets')\n"
+        "bounds = [10 * 1.8 ** i for i in range(33)]\n"
+        "png = d.render_latency_png([(1, 'v1', [0, 3, 5] + [0] * 31),"
+        " (2, 'v2', [0, 0, 1, 2] + [0] * 30)], bounds)\n"
+        "assert png.startswith(b'\\x89PNG'), png[:8]\n"
+        "assert 'matplotlib.figure' in sys.modules\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
