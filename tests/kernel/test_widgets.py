@@ -9,44 +9,16 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
 
-from jupyter_tfserving.kernel import client as client_module
-from jupyter_tfserving.kernel import serving as serve_module
 from jupyter_tfserving.kernel.client import TFServingClient, TFServingError
 from jupyter_tfserving.kernel.widgets import Dashboard, ModelPanel, dashboard
-from jupyter_tfserving.kernel.embedded import EmbeddedServer
 from jupyter_tfserving.kernel.serving import serve
 
 PNG = b"\x89PNG"
-
-
-@pytest.fixture
-def isolated(tmp_path: Path, monkeypatch):
-    """No server to find: empty runtime dir, no extension variables, fresh data dir."""
-    for name in ("RUNTIME", "DATA"):
-        d = tmp_path / name.lower()
-        d.mkdir()
-        monkeypatch.setenv(f"JUPYTER_{name}_DIR", str(d))
-    monkeypatch.delenv(client_module.ENV_URL, raising=False)
-    monkeypatch.delenv(client_module.ENV_TOKEN, raising=False)
-    serve_module.reset_connection()
-    yield tmp_path
-    serve_module.reset_connection()
-
-
-@pytest.fixture
-def server(isolated: Path, monkeypatch):
-    srv = EmbeddedServer(str(isolated / "models"), file_system_poll_wait_seconds=0.1)
-    srv.start()
-    monkeypatch.setenv(client_module.ENV_URL, srv.url)
-    monkeypatch.setenv(client_module.ENV_TOKEN, srv.token)
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture
