@@ -11,7 +11,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -31,8 +33,48 @@ pytestmark = [
 ]
 
 
+@contextmanager
+def lab_page(server: JupyterServer, notebook: str) -> Iterator[Any]:
+    """A headless chromium page on ``notebook`` in the server's JupyterLab; on failure a
+    screenshot goes to ``screenshots/failure-<notebook>.png``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        try:
+            page.goto(f"{server.url}/lab/tree/{notebook}?token={server.token}")
+            page.locator(".jp-Notebook").first.wait_for()
+            yield page
+        except BaseException:
+            page.screenshot(path=str(SCREENSHOTS / f"failure-{notebook}.png"))
+            raise
+        finally:
+            browser.close()
+
+
+def run_all_cells(page) -> None:
+    """Run the open notebook top to bottom: Run > Run All Cells, clicked again until a cell
+    shows it started (the command stays disabled until the kernel session is ready, and a
+    click on a disabled item does nothing)."""
+    started = ".jp-InputPrompt:has-text('[*]'), .jp-InputPrompt:has-text('[1]')"
+    for _ in range(10):
+        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        try:
+            page.locator(started).first.wait_for(timeout=15_000)
+            return
+        except Exception:
+            page.keyboard.press("Escape")
+    raise AssertionError("the notebook's cells never started running")
+
+
 def test_dashboard_renders_and_promote_moves_the_label(tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     work = tmp_path / "work"
     work.mkdir()
@@ -42,18 +84,8 @@ def test_dashboard_renders_and_promote_moves_the_label(tmp_path: Path) -> None:
     server.start()
     SCREENSHOTS.mkdir(exist_ok=True)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM, headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(f"{server.url}/lab/tree/dashboard.ipynb?token={server.token}")
-            page.locator(".jp-Notebook").first.wait_for()
-            # the kernel is up when the toolbar's status says so
-            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        with lab_page(server, "dashboard.ipynb") as page:
+            run_all_cells(page)
 
             panel = page.locator(".jp-OutputArea-output",
                                  has=page.locator("button", has_text="Promote")).first
@@ -78,9 +110,42 @@ def test_dashboard_renders_and_promote_moves_the_label(tmp_path: Path) -> None:
             expect(row_v2).to_contain_text("stable", timeout=TIMEOUT_MS)
             expect(page.locator(".jupyter-widgets", has_text="Promoted").first).to_be_visible()
             panel.screenshot(path=str(SCREENSHOTS / "dashboard-promoted.png"))
-            browser.close()
         # the server agrees with what the page showed
         model = server.get("/tfserving/api/models/dashdemo").json()
         assert model["labels"]["stable"] == 2
+    finally:
+        server.stop()
+
+
+def test_quickstart_shows_the_dashboard_updating_while_a_cell_sends_traffic(
+        tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(REPO / "notebooks" / "quickstart.ipynb", work / "quickstart.ipynb")
+    server = JupyterServer(tmp_path / "models", child_env(tmp_path), tmp_path / "lab.log",
+                           app="jupyterlab", root_dir=work)
+    server.start()
+    SCREENSHOTS.mkdir(exist_ok=True)
+    requests_cell = ("() => { const td = document.querySelector("
+                     "'.jupyter-widgets tr[data-version=\"1\"] td:nth-child(5)');"
+                     " return td ? parseInt(td.textContent) : -1; }")
+    try:
+        with lab_page(server, "quickstart.ipynb") as page:
+            run_all_cells(page)
+            page.wait_for_function(f"({requests_cell})() >= 0", timeout=TIMEOUT_MS)
+            # the last cell sends 200 predictions; the panel shows them arrive, live
+            seen: list[int] = []
+            for _ in range(1000):  # 200 s at most
+                count = page.evaluate(requests_cell)
+                if not seen or count != seen[-1]:
+                    seen.append(count)
+                if count >= 200 and len(seen) >= 2:
+                    break
+                page.wait_for_timeout(200)
+            assert len(set(seen)) >= 2 and max(seen) >= 200, seen
+            panel = page.locator(".jp-OutputArea-output",
+                                 has=page.locator("button", has_text="Promote")).first
+            panel.scroll_into_view_if_needed()
+            panel.screenshot(path=str(SCREENSHOTS / "quickstart-dashboard.png"))
     finally:
         server.stop()
