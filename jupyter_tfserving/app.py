@@ -15,7 +15,7 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, default, validate
 
 from .batching import BatchingParameters, read_batching_parameters_file
 
@@ -162,7 +162,35 @@ class TFServingApp(ExtensionApp):
     max_upload_bytes = Int(
         4 << 30,
         config=True,
-        help="Largest published version (unpacked size of the uploaded archive), in bytes.",
+        help="Largest published version (unpacked size of the uploaded archive), in bytes. An "
+        "upload body larger than this is answered 413 before it is unpacked. Uploads larger "
+        "than ServerApp.max_body_size (512 MiB by default) never reach the extension: raise "
+        "that too to publish bigger versions.",
+    )
+    max_request_bytes = Int(
+        64 << 20,
+        config=True,
+        help="Largest body, in bytes, of a v1 or management JSON request (uploads of versions "
+        "are limited by max_upload_bytes instead); a larger one is answered 413 before it is "
+        "parsed. Tornado reads a body whole before the extension sees it, and refuses one "
+        "larger than ServerApp.max_body_size (512 MiB by default) itself, with a bare 400 and "
+        "a closed connection: a limit above ServerApp.max_body_size has no effect.",
+    )
+    max_json_depth = Int(
+        64,
+        config=True,
+        help="Deepest nesting of arrays and objects in a JSON request body (the top-level "
+        "object is level 1: {\"instances\": [[1.0]]} reaches level 3); deeper is answered 400 "
+        "before the body is parsed.",
+    )
+    max_tensor_elements = Int(
+        1 << 24,
+        config=True,
+        help="Most values (numbers, strings, booleans, nulls) in one JSON request body: for "
+        "predict, the elements of all its input tensors; for classify and regress, the feature "
+        "values. More is answered 400 before the body is parsed, so no request makes the "
+        "server allocate larger arrays. A predict body of max_request_bytes holds at most "
+        "about max_request_bytes / 2 values.",
     )
 
     @default("signing_key_file")
@@ -179,6 +207,12 @@ class TFServingApp(ExtensionApp):
         if not prefix:
             raise ValueError("url_prefix must not be empty")
         return prefix
+
+    @validate("max_upload_bytes", "max_request_bytes", "max_json_depth", "max_tensor_elements")
+    def _validate_positive(self, proposal: dict[str, Any]) -> int:
+        if proposal["value"] < 1:
+            raise TraitError(f"{proposal['trait'].name} must be at least 1")
+        return proposal["value"]
 
     @default("default_url")
     def _default_default_url(self) -> str:
@@ -205,6 +239,9 @@ class TFServingApp(ExtensionApp):
             signing_key=load_signing_key(os.path.abspath(os.path.expanduser(
                 self.signing_key_file))),
             max_upload_bytes=self.max_upload_bytes,
+            max_request_bytes=self.max_request_bytes,
+            max_json_depth=self.max_json_depth,
+            max_tensor_elements=self.max_tensor_elements,
             model_batching=self.model_batching_options(),
             manager=ManagerOptions(
                 max_num_load_retries=self.max_num_load_retries,

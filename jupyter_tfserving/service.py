@@ -32,6 +32,7 @@ from .core.serving_state import STATE_FILE_NAME, ModelServingState, ServingState
 from .core.servable import Loader, LoadSpec, SignatureInfo
 from .core.source import RepositorySource
 from .core.state import ServableId
+from .core.status import Code, ServingError
 from .metrics.prometheus import make_registry
 from .metrics.stats import ServingStats
 
@@ -60,8 +61,13 @@ class ServiceOptions:
     # The secret that signs pickled (platform "python") versions published through this
     # service; None: such versions are refused. See ``load_signing_key``.
     signing_key: bytes | None = None
-    # Largest accepted upload (a packed version directory), in bytes, unpacked.
+    # Largest accepted upload (a packed version directory), in bytes, unpacked; also the largest
+    # upload body.
     max_upload_bytes: int = 4 << 30
+    # Request limits: a larger body is 413; JSON nested deeper, or holding more values, is 400.
+    max_request_bytes: int = 64 << 20
+    max_json_depth: int = 64
+    max_tensor_elements: int = 1 << 24
 
 
 def load_signing_key(path: str) -> bytes:
@@ -94,6 +100,123 @@ def is_batchable(signature: SignatureInfo, inputs: Mapping[str, np.ndarray]) -> 
         if info.shape is None or len(info.shape) == 0 or info.shape[0] != -1:
             return False
     return all(a.ndim >= 1 for a in inputs.values())
+
+
+SHUTTING_DOWN_MESSAGE = "The model server is shutting down"
+# Once the request work in flight is done, it must stay done this long before ``stop`` goes on:
+# a REST handler resumes on the IOLoop after its model ran and may still submit the encoding of
+# its answer to a request thread.
+_DRAIN_QUIET_SECONDS = 0.1
+_task = threading.local()  # .admitted: this request-thread task was submitted before ``stop``
+
+
+def _shutting_down() -> ServingError:
+    return ServingError(Code.UNAVAILABLE, SHUTTING_DOWN_MESSAGE)
+
+
+class _RequestWork:
+    """The request work in flight, for ``ModelService.stop`` to drain.
+
+    Counted: predicts from ``submit_predict`` until their run completes (on a request thread or
+    in a batch, running or still queued), and tasks on the request threads (decoding, encoding,
+    status and management calls) until they return. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._count = 0
+        self._begun = 0
+        self.stopping = False
+
+    def begin(self, refuse_if_stopping: bool = False) -> None:
+        """Count one piece of work; with ``refuse_if_stopping``, raise UNAVAILABLE instead once
+        ``stop`` has begun (checked and counted atomically)."""
+        with self._cond:
+            if refuse_if_stopping and self.stopping:
+                raise _shutting_down()
+            self._count += 1
+            self._begun += 1
+
+    def end(self) -> None:
+        with self._cond:
+            self._count -= 1
+            self._cond.notify_all()
+
+    def stop_admitting(self) -> None:
+        with self._cond:
+            self.stopping = True
+
+    def wait_idle(self, quiet: float, timeout: float | None) -> bool:
+        """Block until nothing is counted; if anything was, until nothing new has begun for
+        ``quiet`` seconds too. False if ``timeout`` seconds pass first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else deadline - time.monotonic()
+
+        with self._cond:
+            had_work = self._count > 0
+            while True:
+                while self._count > 0:
+                    remaining = left()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+                if not had_work:
+                    return True
+                begun, quiet_until = self._begun, time.monotonic() + quiet
+                while self._begun == begun and time.monotonic() < quiet_until:
+                    remaining = left()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    wait = quiet_until - time.monotonic()
+                    self._cond.wait(wait if remaining is None else min(wait, remaining))
+                if self._begun == begun and self._count == 0:
+                    return True
+
+
+def _run_task(fn: Callable[..., object], admitted: bool, args: tuple, kwargs: dict) -> object:
+    _task.admitted = admitted
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _task.admitted = False
+
+
+class _RequestExecutor(ThreadPoolExecutor):
+    """The request threads (``ModelService.executor``; the REST handlers submit to it too).
+
+    Each task is counted in ``work`` while it runs, and remembers whether it was submitted
+    before ``stop`` began (a predict it starts, e.g. after decoding a large body, was in flight
+    before the stop, so it is not refused). Once shut down, ``submit`` raises
+    ``ServingError(UNAVAILABLE)`` (the client gets 503), never ThreadPoolExecutor's
+    RuntimeError (which the handlers would answer 500).
+    """
+
+    def __init__(self, work: _RequestWork, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._work = work
+        self._closed = False
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        if self._closed:
+            raise _shutting_down()
+        admitted = not self._work.stopping
+        self._work.begin()
+        try:
+            future = super().submit(_run_task, fn, admitted, args, kwargs)
+        except RuntimeError:  # shut down meanwhile, or the interpreter is exiting
+            self._work.end()
+            raise _shutting_down() from None
+        except BaseException:
+            self._work.end()
+            raise
+        future.add_done_callback(lambda _: self._work.end())
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._closed = True
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
 def _default_loader_factory(servable_id: ServableId, spec: LoadSpec) -> Loader:
@@ -129,8 +252,10 @@ class ModelService:
 
         self.manager = Manager(make_loader, options.manager)
         self.stats = ServingStats()
-        self.executor = ThreadPoolExecutor(
-            max_workers=max(1, options.num_request_threads), thread_name_prefix="tfserving-request"
+        self._work = _RequestWork()
+        self.executor: ThreadPoolExecutor = _RequestExecutor(
+            self._work, max_workers=max(1, options.num_request_threads),
+            thread_name_prefix="tfserving-request",
         )
         threads = max(
             [p.num_batch_threads for p in (options.batching, *options.model_batching.values())
@@ -241,7 +366,8 @@ class ModelService:
         model's batching is on and the signature has a batch dimension; else alone on a request
         thread. Returns at once. The call's handle is released when the future completes
         (whatever the outcome), so the version can unload only after the model ran.
-        Raises UNAVAILABLE at once when the batch queue is full."""
+        Raises UNAVAILABLE at once when the batch queue is full, and once ``stop`` has begun
+        (unless the call was begun by a request-thread task submitted before: in flight)."""
         servable = call.handle.servable
         model, version = call.handle.id.name, call.handle.id.version
         signature_name = call.signature_name
@@ -255,6 +381,11 @@ class ModelService:
                 stats.record_runtime(model, "predict", time.perf_counter() - started)
 
         params = self.batching_parameters(model)
+        try:
+            self._work.begin(refuse_if_stopping=not getattr(_task, "admitted", False))
+        except BaseException:
+            call.release()
+            raise
         try:
             if params is not None and is_batchable(call.signature, call.inputs):
                 # Rows can share a batch when their non-batch shapes match, or, with
@@ -270,8 +401,14 @@ class ModelService:
                 future = self.executor.submit(run, call.inputs)
         except BaseException:
             call.release()
+            self._work.end()
             raise
-        future.add_done_callback(lambda _: call.release())
+
+        def done(_: Future) -> None:
+            call.release()
+            self._work.end()
+
+        future.add_done_callback(done)
         return future
 
     def _record_batch(self, event: BatchEvent) -> None:
@@ -304,8 +441,24 @@ class ModelService:
         self.source.poll_once()
 
     def stop(self, timeout: float | None = 30.0) -> None:
-        """Stop polling, let in-flight requests finish, unload everything. Blocking."""
+        """Stop serving without cutting off the requests in flight. Blocking; never call it on
+        a request thread (it would wait for itself).
+
+        1. From now on a new predict is refused with UNAVAILABLE (503); one already in flight
+           is not (see ``submit_predict``).
+        2. Wait, up to ``timeout`` seconds, until the request work in flight is done: model
+           runs, batches running *or still queued*, decoding and encoding on the request
+           threads (see ``_RequestWork``). jupyter_server keeps its IOLoop running while the
+           extension stops, so those requests get their answers.
+        3. Stop polling, the request threads (work submitted later is refused with
+           UNAVAILABLE), the batch scheduler (anything still queued, only after a timeout,
+           fails with UNAVAILABLE), and unload every version.
+        """
+        self._work.stop_admitting()
         self.source.stop()
+        if not self._work.wait_idle(_DRAIN_QUIET_SECONDS, timeout):
+            log.warning("jupyter_tfserving: requests still in flight after %ss; stopping anyway",
+                        timeout)
         self.executor.shutdown(wait=True)
         self.scheduler.stop(timeout)
         self.manager.stop(timeout)

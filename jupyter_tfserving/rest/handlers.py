@@ -5,6 +5,10 @@ Every route is a jupyter_server ``APIHandler``: it needs the Jupyter login (toke
 ``auth_resource = "tfserving"`` (GET is ``read``, POST is ``write``). Work runs on the service's
 request threads; the IOLoop only parses the URL and writes bytes. All errors, including
 authentication ones, are answered as ``{"error": message}``.
+
+Hostile input meets the service's limits before any parsing: a body larger than
+``max_request_bytes`` is 413, JSON nested deeper than ``max_json_depth`` or holding more than
+``max_tensor_elements`` values is 400 (``json_codec.check_json_limits``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import re
 import time
 from concurrent.futures import Future
+from http import HTTPStatus
 from typing import Any, Awaitable, Callable
 
 from jupyter_server.auth.decorator import authorized
@@ -21,7 +26,7 @@ from tornado import web
 
 from ..core.status import Code, ServingError, invalid_argument
 from ..service import ModelService
-from . import v1
+from . import json_codec, v1
 from .errors import error_body, http_status
 
 AUTH_RESOURCE = "tfserving"
@@ -32,13 +37,36 @@ _MAX_VERSION = 2**63 - 1
 # JSON, less than handing them to a worker thread and back.
 INLINE_BODY_BYTES = 16 * 1024
 INLINE_ANSWER_VALUES = 1024
-_MODEL = r"models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+# [0-9], not \d: a str pattern's \d takes any script's digits, which int() reads as numbers.
+_MODEL = r"models/(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
 _GET_ROUTE = re.compile(rf"^{_MODEL}(?P<metadata>/metadata)?$")
 _POST_ROUTE = re.compile(rf"^{_MODEL}:(?P<verb>predict|classify|regress)$")
 _EXAMPLE_VERBS: dict[str, Callable[[ModelService, v1.ModelRef, bytes], v1.Answer]] = {
     "classify": v1.classify,
     "regress": v1.regress,
 }
+
+
+def _check_json_limits(service: ModelService, body: bytes) -> None:
+    """Raise INVALID_ARGUMENT when ``body`` is nested deeper or holds more values than the
+    service's limits allow; cheap for small bodies, linear for large ones (run those on a
+    worker)."""
+    options = service.options
+    json_codec.check_json_limits(body, max_depth=options.max_json_depth,
+                                 max_values=options.max_tensor_elements)
+
+
+def _begin_predict(service: ModelService, ref: v1.ModelRef, body: bytes) -> v1.PredictCall:
+    """``v1.begin_predict`` for a body within the service's JSON limits."""
+    _check_json_limits(service, body)
+    return v1.begin_predict(service, ref, body)
+
+
+def _run_examples(service: ModelService, ref: v1.ModelRef, body: bytes,
+                  verb: Callable[[ModelService, v1.ModelRef, bytes], v1.Answer]) -> v1.Answer:
+    """``v1.classify`` / ``v1.regress`` for a body within the service's JSON limits."""
+    _check_json_limits(service, body)
+    return verb(service, ref, body)
 
 
 def _release_when_done(begun: "Future[v1.PredictCall]") -> None:
@@ -74,6 +102,19 @@ class TFServingHandler(APIHandler):
     def send_error_message(self, status: int, message: str) -> None:
         self.clear_header("X-Model-Version")
         self.send_json(error_body(message), status)
+
+    def body_within(self, limit: int, setting: str) -> bool:
+        """True when the request body is at most ``limit`` bytes; else answer 413 naming the
+        TFServingApp ``setting`` that sets the limit, and return False. Tornado has read the
+        body already (up to ServerApp.max_body_size); this keeps it from being parsed."""
+        size = len(self.request.body)
+        if size <= limit:
+            return True
+        self.send_error_message(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"The request body ({size} bytes) is larger than this server accepts "
+            f"({limit} bytes, TFServingApp.{setting})")
+        return False
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors that escape a handler (authentication, authorization, XSRF, bugs) get TF
@@ -168,6 +209,8 @@ class V1Handler(TFServingHandler):
     @web.authenticated
     @authorized
     async def post(self, path: str) -> None:
+        if not self.body_within(self.service.options.max_request_bytes, "max_request_bytes"):
+            return
         routed = self._route(_POST_ROUTE, path)
         if routed is None:
             return
@@ -179,8 +222,8 @@ class V1Handler(TFServingHandler):
             if verb == "predict":
                 answer = await self.within_deadline(self._predict(ref))
             else:
-                answer = await self.call_api(_EXAMPLE_VERBS[verb], self.service, ref,
-                                             self.request.body)
+                answer = await self.call_api(_run_examples, self.service, ref,
+                                             self.request.body, _EXAMPLE_VERBS[verb])
         except ServingError as exc:
             status, version = exc.code.name, exc.version
             self.send_serving_error(exc)
@@ -193,18 +236,18 @@ class V1Handler(TFServingHandler):
                                               time.perf_counter() - started)
 
     async def _predict(self, ref: v1.ModelRef) -> v1.Answer:
-        """Decode, wait for the (batched) run without holding a thread, encode. Decoding and
-        encoding run on a worker, except for small bodies and answers (under
-        ``INLINE_BODY_BYTES`` / ``INLINE_ANSWER_VALUES``), whose JSON takes less time than two
-        thread hand-offs would. If the deadline cancels this coroutine, the version's handle
+        """Check the JSON limits, decode, wait for the (batched) run without holding a thread,
+        encode. Checking, decoding and encoding run on a worker, except for small bodies and
+        answers (under ``INLINE_BODY_BYTES`` / ``INLINE_ANSWER_VALUES``), whose JSON takes less
+        time than two thread hand-offs would. If the deadline cancels this coroutine, the version's handle
         is still released: by the run future's callback, or here once ``begin_predict``
         returns."""
         service = self.service
         body = self.request.body
         if len(body) <= INLINE_BODY_BYTES:
-            call = v1.begin_predict(service, ref, body)
+            call = _begin_predict(service, ref, body)
         else:
-            begun = service.executor.submit(v1.begin_predict, service, ref, body)
+            begun = service.executor.submit(_begin_predict, service, ref, body)
             try:
                 call = await asyncio.wrap_future(begun)
             except asyncio.CancelledError:

@@ -40,6 +40,12 @@ Classify / regress
     ``{"signature_name": s?, "examples": [{feature: value | [values]}, ...], "context": {...}?}``,
     decoded by :func:`parse_examples_request` into an :class:`ExampleBatch`; answers are
     ``{"results": ...}`` (:func:`encode_classify_response`, :func:`encode_regress_response`).
+
+Limits
+    :func:`check_json_limits` refuses, from the raw bytes and before anything is parsed or
+    allocated, a body nested deeper than ``max_depth`` or holding more than ``max_values``
+    values. The parse functions take the same keyword arguments (None: not checked); the server
+    passes its configured limits, there is no global setting.
 """
 
 from __future__ import annotations
@@ -59,7 +65,10 @@ from ..core.servable import ExampleBatch, Feature, SignatureInfo
 from ..core.status import Code, ServingError, invalid_argument
 
 __all__ = [
+    "DEFAULT_MAX_JSON_DEPTH",
+    "DEFAULT_MAX_VALUES",
     "PredictRequest",
+    "check_json_limits",
     "parse_json_body",
     "parse_predict_request",
     "decode_inputs",
@@ -76,6 +85,10 @@ _EXAMPLES_KEY = "examples"
 _CONTEXT_KEY = "context"
 _B64_KEY = "b64"
 _BYTES_SUFFIX = "_bytes"
+
+# The defaults of TFServingApp.max_json_depth and TFServingApp.max_tensor_elements.
+DEFAULT_MAX_JSON_DEPTH = 64
+DEFAULT_MAX_VALUES = 1 << 24
 
 # numpy's own limit on the number of dimensions of an array.
 _MAX_RANK = 64
@@ -130,6 +143,84 @@ class _TensorError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
+# Limits
+
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_JSON_WHITESPACE = b" \t\r\n"
+# Structural bytes stay, every other byte becomes "a": each value is then a run of "a"s.
+_ATOMS = bytes(c if c in b"[]{},:" else ord("a") for c in range(256))
+# Bracket bytes scanned per numpy step (bounds the scan's memory for a body of brackets).
+_DEPTH_CHUNK = 1 << 20
+
+
+def check_json_limits(
+    body: bytes | str,
+    *,
+    max_depth: int | None = DEFAULT_MAX_JSON_DEPTH,
+    max_values: int | None = DEFAULT_MAX_VALUES,
+) -> None:
+    """Refuse a JSON body, before it is parsed, that nests arrays and objects deeper than
+    ``max_depth`` levels (the top-level object is level 1) or holds more than ``max_values``
+    values: numbers (and NaN/Infinity), strings, booleans and nulls, object keys not counted.
+    For a predict request that is the values of every input tensor (a ``{"b64": ...}`` is one
+    value), plus ``signature_name``; for classify and regress, the feature values.
+
+    The scan is linear, runs in bytes methods and numpy (no recursion: a body of 100k ``[`` is
+    refused in microseconds), and skips what the body's size and bracket count already rule out.
+    Exact for valid JSON; malformed JSON may be refused here for a limit instead of by the
+    parser. None skips a check. Raises INVALID_ARGUMENT.
+    """
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+    # n values take at least 2n - 1 bytes ("0,0,...,0").
+    check_values = max_values is not None and (len(raw) + 1) // 2 > max_values
+    check_depth = max_depth is not None and raw.count(b"[") + raw.count(b"{") > max_depth
+    if not (check_depth or check_values):
+        return
+    text = _without_strings(raw)
+    if check_depth and _nested_deeper_than(text.translate(None, _NOT_BRACKETS), max_depth):
+        raise invalid_argument(
+            f"JSON Parse error: the document is nested deeper than {max_depth} levels")
+    if check_values:
+        count = _count_values(text)
+        if count > max_values:
+            raise invalid_argument(
+                f"Too many values: the request holds {count} values, more than this server's "
+                f"limit of {max_values} (max_tensor_elements)")
+
+
+def _without_strings(raw: bytes) -> bytes:
+    """``raw`` with every JSON string replaced by ``0``. Escaped backslashes, then escaped
+    quotes, are dropped first, so every quote left delimits a string (in valid JSON)."""
+    if b'"' not in raw:
+        return raw
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"0".join(raw.split(b'"')[::2])
+
+
+def _nested_deeper_than(brackets: bytes, max_depth: int) -> bool:
+    """Whether the running level of ``brackets`` (only ``[]{}``) ever exceeds ``max_depth``."""
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    level = 0
+    for start in range(0, len(codes), _DEPTH_CHUNK):
+        chunk = codes[start:start + _DEPTH_CHUNK]
+        steps = ((chunk == ord("[")) | (chunk == ord("{"))).astype(np.int32) * 2 - 1
+        levels = np.cumsum(steps, dtype=np.int64) + level
+        if levels.max() > max_depth:
+            return True
+        level = int(levels[-1])
+    return False
+
+
+def _count_values(text: bytes) -> int:
+    """The values in ``text`` (a body without strings): runs of non-structural bytes, less the
+    object keys (one per ``:``)."""
+    atoms = text.translate(_ATOMS, _JSON_WHITESPACE)
+    starts = atoms.startswith(b"a") + sum(atoms.count(p) for p in (b"[a", b"{a", b",a", b":a"))
+    return starts - atoms.count(b":")
+
+
+# ---------------------------------------------------------------------------------------------
 # Parsing
 
 
@@ -137,14 +228,19 @@ _DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
 _LONG_DIGIT_RUN = "0" * 19
 
 
-def parse_json_body(body: bytes) -> dict[str, Any]:
+def parse_json_body(
+    body: bytes, *, max_depth: int | None = None, max_values: int | None = None
+) -> dict[str, Any]:
     """Parse a request body that must hold one JSON object.
 
     Accepts UTF-8 (with or without BOM) and the ``NaN`` / ``Infinity`` / ``-Infinity`` literals,
     as TF Serving's rapidjson does. Raises INVALID_ARGUMENT ``"JSON Parse error: <reason>"`` for
     an empty body, malformed JSON or bad UTF-8, and ``"JSON Value: ... Is not object"`` when the
-    document is not an object.
+    document is not an object. ``max_depth`` and ``max_values``, when given, are checked first
+    (:func:`check_json_limits`).
     """
+    if max_depth is not None or max_values is not None:
+        check_json_limits(body, max_depth=max_depth, max_values=max_values)
     if isinstance(body, str):
         text = body
     else:
@@ -190,15 +286,17 @@ def _signature_name(doc: Mapping[str, Any]) -> str:
     return name
 
 
-def parse_predict_request(body: bytes) -> PredictRequest:
+def parse_predict_request(
+    body: bytes, *, max_depth: int | None = None, max_values: int | None = None
+) -> PredictRequest:
     """Parse the envelope of a predict request.
 
     Exactly one of ``instances`` (which must be a list) and ``inputs`` must be present, and
     ``signature_name``, when present, must be a string; otherwise INVALID_ARGUMENT with TF
     Serving's wording. Whether an empty ``instances`` list is acceptable depends on the signature
-    and is decided by :func:`decode_inputs`.
+    and is decided by :func:`decode_inputs`. Limits as :func:`parse_json_body`.
     """
-    doc = parse_json_body(body)
+    doc = parse_json_body(body, max_depth=max_depth, max_values=max_values)
     signature_name = _signature_name(doc)
     has_instances = _INSTANCES_KEY in doc
     has_inputs = _INPUTS_KEY in doc
@@ -630,7 +728,9 @@ def _dump(obj: Any) -> bytes:
 # Classify / regress
 
 
-def parse_examples_request(body: bytes) -> tuple[str, ExampleBatch]:
+def parse_examples_request(
+    body: bytes, *, max_depth: int | None = None, max_values: int | None = None
+) -> tuple[str, ExampleBatch]:
     """Parse a classify/regress request into ``(signature_name, batch)``.
 
     ``examples`` is required and must be a non-empty list of objects; ``context``, when present,
@@ -640,9 +740,9 @@ def parse_examples_request(body: bytes) -> tuple[str, ExampleBatch]:
     and ``{"b64": ...}`` a bytes feature. A list must hold one kind of value; ``null``, nested
     lists and other objects are INVALID_ARGUMENT. A feature given as an empty list is left out of
     its example: TF Serving sends it as a feature with no kind, which tf.Example parsing treats
-    as absent / empty.
+    as absent / empty. Limits as :func:`parse_json_body`.
     """
-    doc = parse_json_body(body)
+    doc = parse_json_body(body, max_depth=max_depth, max_values=max_values)
     signature_name = _signature_name(doc)
     context: dict[str, Feature] | None = None
     if _CONTEXT_KEY in doc:

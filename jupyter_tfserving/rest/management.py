@@ -15,12 +15,15 @@
 
 Same login, authorizer (``tfserving`` resource) and ``{"error": ...}`` bodies as the v1 routes
 (``handlers.TFServingHandler``). Operations run on the service's worker threads without the
-request deadline (an upload may take a while to unpack).
+request deadline (an upload may take a while to unpack). A body larger than
+``max_request_bytes`` (an upload: ``max_upload_bytes``) is answered 413 before anything else;
+JSON bodies are parsed on a worker within ``max_json_depth`` and ``max_tensor_elements``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from importlib import resources
@@ -37,7 +40,8 @@ from .json_codec import parse_json_body
 _NAME = r"(?P<name>[^/:]+)"
 _GET = re.compile(rf"^models(?:/{_NAME})?/?$")
 _UPLOAD = re.compile(rf"^models/{_NAME}/versions/?$")
-_VERSION_VERB = re.compile(rf"^models/{_NAME}/versions/(?P<version>\d{{1,19}}):(?P<verb>unload|load)$")
+_VERSION_VERB = re.compile(
+    rf"^models/{_NAME}/versions/(?P<version>[0-9]{{1,19}}):(?P<verb>unload|load)$")
 _MODEL_VERB = re.compile(rf"^models/{_NAME}:(?P<verb>canary|promote|rollback)$")
 _LABEL = re.compile(rf"^models/{_NAME}/labels/(?P<label>[^/:]+)$")
 
@@ -47,11 +51,17 @@ _VERSION_VERBS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
+def _is_decimal(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes other scripts' digits ("٣"), which int()
+    would read as another version's number."""
+    return text.isascii() and text.isdigit()
+
+
 def _int_field(doc: dict[str, Any], key: str, required: bool) -> int | None:
     value = doc.get(key)
     if value is None and not required:
         return None
-    if isinstance(value, str) and value.isdigit():  # TF Serving writes versions as strings
+    if isinstance(value, str) and _is_decimal(value):  # TF Serving writes versions as strings
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid_argument(f"'{key}' must be a version number, got {value!r}")
@@ -82,12 +92,21 @@ class ManagementHandler(TFServingHandler):
     def _not_a_route(self) -> None:
         self.send_error_message(404, f"Not found: {self.request.method} {self.request.path}")
 
-    def _json_body(self) -> dict[str, Any] | None:
+    async def _json_body(self) -> dict[str, Any] | None:
+        """The body as a JSON object, parsed on a worker within the service's limits; or None
+        after answering why it is not one."""
+        options = self.service.options
+        parse = functools.partial(parse_json_body, self.request.body,
+                                  max_depth=options.max_json_depth,
+                                  max_values=options.max_tensor_elements)
         try:
-            return parse_json_body(self.request.body)
+            return await self.in_worker(parse)
         except ServingError as exc:
             self.send_serving_error(exc)
             return None
+
+    def _body_within_request_limit(self) -> bool:
+        return self.body_within(self.service.options.max_request_bytes, "max_request_bytes")
 
     @web.authenticated
     @authorized
@@ -103,13 +122,13 @@ class ManagementHandler(TFServingHandler):
     @web.authenticated
     @authorized
     async def post(self, path: str) -> None:
-        if path == "config:reload":
-            return await self.run_admin(admin.reload_config)
         if match := _UPLOAD.match(path):
+            if not self.body_within(self.service.options.max_upload_bytes, "max_upload_bytes"):
+                return None
             version_arg = self.get_query_argument("version", None)
             version = None
             if version_arg is not None:
-                if not version_arg.isdigit() or len(version_arg) > 19:
+                if not _is_decimal(version_arg) or len(version_arg) > 19:
                     return self.send_serving_error(invalid_argument(
                         f"Invalid version {version_arg!r}: an integer >= 0 is required"))
                 version = int(version_arg)
@@ -118,13 +137,17 @@ class ManagementHandler(TFServingHandler):
                     "The request body must be a tar archive (gzip or not) of a version directory"))
             return await self.run_admin(admin.publish_version, match.group("name"),
                                         self.request.body, version, status=201)
+        if not self._body_within_request_limit():
+            return None
+        if path == "config:reload":
+            return await self.run_admin(admin.reload_config)
         if match := _VERSION_VERB.match(path):
             return await self.run_admin(_VERSION_VERBS[match.group("verb")], match.group("name"),
                                         int(match.group("version")))
         if match := _MODEL_VERB.match(path):
             verb, name = match.group("verb"), match.group("name")
             if verb == "canary":
-                doc = self._json_body()
+                doc = await self._json_body()
                 if doc is None:
                     return None
                 try:
@@ -141,10 +164,12 @@ class ManagementHandler(TFServingHandler):
     @web.authenticated
     @authorized
     async def put(self, path: str) -> None:
+        if not self._body_within_request_limit():
+            return None
         match = _LABEL.match(path)
         if match is None:
             return self._not_a_route()
-        doc = self._json_body()
+        doc = await self._json_body()
         if doc is None:
             return None
         try:
@@ -156,6 +181,8 @@ class ManagementHandler(TFServingHandler):
     @web.authenticated
     @authorized
     async def delete(self, path: str) -> None:
+        if not self._body_within_request_limit():
+            return None
         match = _LABEL.match(path)
         if match is None:
             return self._not_a_route()

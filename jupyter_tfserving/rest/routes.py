@@ -20,4 +20,5 @@ def api_handlers(prefix: str) -> list[tuple[str, Any]]:
         (url_path_join(prefix, "api", "openapi.json"), OpenAPIHandler),
         (url_path_join(prefix, "api", "(models.*|config:reload)"), ManagementHandler),
         (url_path_join(prefix, "(.*)"), NotFoundHandler),
+        (prefix.rstrip("/") + "()", NotFoundHandler),  # P itself, without a trailing slash
     ]

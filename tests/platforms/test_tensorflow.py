@@ -4,7 +4,6 @@ test models (../shared/testdata/tfserving) loaded, run and described as TF Servi
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
