@@ -33,6 +33,19 @@ pytestmark = [
 ]
 
 
+def lab_server(tmp_path: Path, notebook: str) -> JupyterServer:
+    """JupyterLab with the extension, started, its notebook directory holding a copy of
+    ``notebooks/<notebook>``."""
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(REPO / "notebooks" / notebook, work / notebook)
+    server = JupyterServer(tmp_path / "models", child_env(tmp_path), tmp_path / "lab.log",
+                           app="jupyterlab", root_dir=work)
+    server.start()
+    SCREENSHOTS.mkdir(exist_ok=True)
+    return server
+
+
 @contextmanager
 def lab_page(server: JupyterServer, notebook: str) -> Iterator[Any]:
     """A headless chromium page on ``notebook`` in the server's JupyterLab; on failure a
@@ -76,13 +89,7 @@ def run_all_cells(page) -> None:
 def test_dashboard_renders_and_promote_moves_the_label(tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    work = tmp_path / "work"
-    work.mkdir()
-    shutil.copy(REPO / "notebooks" / "dashboard.ipynb", work / "dashboard.ipynb")
-    server = JupyterServer(tmp_path / "models", child_env(tmp_path), tmp_path / "lab.log",
-                           app="jupyterlab", root_dir=work)
-    server.start()
-    SCREENSHOTS.mkdir(exist_ok=True)
+    server = lab_server(tmp_path, "dashboard.ipynb")
     try:
         with lab_page(server, "dashboard.ipynb") as page:
             run_all_cells(page)
@@ -119,13 +126,7 @@ def test_dashboard_renders_and_promote_moves_the_label(tmp_path: Path) -> None:
 
 def test_quickstart_shows_the_dashboard_updating_while_a_cell_sends_traffic(
         tmp_path: Path) -> None:
-    work = tmp_path / "work"
-    work.mkdir()
-    shutil.copy(REPO / "notebooks" / "quickstart.ipynb", work / "quickstart.ipynb")
-    server = JupyterServer(tmp_path / "models", child_env(tmp_path), tmp_path / "lab.log",
-                           app="jupyterlab", root_dir=work)
-    server.start()
-    SCREENSHOTS.mkdir(exist_ok=True)
+    server = lab_server(tmp_path, "quickstart.ipynb")
     requests_cell = ("() => { const td = document.querySelector("
                      "'.jupyter-widgets tr[data-version=\"1\"] td:nth-child(5)');"
                      " return td ? parseInt(td.textContent) : -1; }")
