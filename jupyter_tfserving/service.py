@@ -440,6 +440,14 @@ class ModelService:
         """Scan the repository now (blocking; call from a worker thread)."""
         self.source.poll_once()
 
+    def check_serving(self) -> None:
+        """Raise UNAVAILABLE (503) once :meth:`stop` has begun: called by the REST layer before
+        it routes a new predict, classify or regress, so a request that arrives while the
+        server drains is told so rather than NOT_FOUND once the versions are unloaded. A
+        request-thread task submitted before ``stop`` (already in flight) is not refused."""
+        if self._work.stopping and not getattr(_task, "admitted", False):
+            raise _shutting_down()
+
     def stop(self, timeout: float | None = 30.0) -> None:
         """Stop serving without cutting off the requests in flight. Blocking; never call it on
         a request thread (it would wait for itself).

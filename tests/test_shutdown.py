@@ -261,6 +261,13 @@ def test_service_stop_drains_queued_batches_and_refuses_new_work(tmp_path):
             service.executor.submit(print)
         assert err.value.code == Code.UNAVAILABLE
         assert service.manager.refcounts("m") == {}  # every handle released, version unloaded
+        # a predict routed after the versions are gone hears why: 503, not 404 "not found"
+        from jupyter_tfserving.rest.v1 import ModelRef, begin_predict
+
+        with pytest.raises(ServingError) as err:
+            begin_predict(service, ModelRef("m"), b'{"instances": [1.0]}')
+        assert (err.value.code, err.value.message) == (Code.UNAVAILABLE,
+                                                       "The model server is shutting down")
     finally:
         gate.set()
         thread_gate.set()

@@ -97,6 +97,7 @@ def begin_predict(service: "ModelService", ref: ModelRef, body: bytes) -> Predic
     """Parse and decode a predict request and route it; the returned call holds a handle, which
     the caller must release once the model has run (``ModelService.submit_predict`` arranges
     it). Runs on a request worker thread."""
+    service.check_serving()
     request = json_codec.parse_predict_request(body)
     handle = service.manager.acquire(ref.name, ref.version, ref.label)
     try:
@@ -136,6 +137,7 @@ def predict(service: "ModelService", ref: ModelRef, body: bytes) -> Answer:
 
 def _run_examples(service: "ModelService", ref: ModelRef, body: bytes, method: str,
                   what: str, encode: Callable[[Mapping[str, np.ndarray]], bytes]) -> Answer:
+    service.check_serving()
     signature_name, batch = json_codec.parse_examples_request(body)
     with _routed(service, ref) as handle:
         name = signature_name or DEFAULT_SIGNATURE
