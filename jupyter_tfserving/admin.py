@@ -471,3 +471,54 @@ def reload_config(service: ModelService) -> dict[str, Any]:
     service.reload()
     return {"config_file": service.config_path, "config_error": service.config_error,
             **list_models(service)}
+
+
+def tfserving_config(service: ModelService) -> dict[str, Any]:
+    """A ModelServerConfig for ``tensorflow_model_server --model_config_file``, serving what
+    this server serves now (``GET P/api/config/tfserving``).
+
+    ``models.config`` is the repository's own config, read by this server with one extension:
+    versions a label names are always loaded. TF Serving loads only what the version policy
+    picks and refuses to start when a label names a version it did not load, so this
+    hand-off config pins each model to ``specific`` versions: those AVAILABLE now (which every
+    label names). Models served by the ``python`` platform cannot be served by TF Serving and
+    are listed in ``skipped`` with the reason; so are models with nothing AVAILABLE."""
+    from google.protobuf import text_format
+
+    from .model_config import ModelServerConfig, add_model
+
+    config = ModelServerConfig()
+    config.model_config_list.SetInParent()
+    skipped = []
+    with service.admin_lock:
+        for spec in sorted(service.model_specs(), key=lambda s: s.name):
+            statuses = {s.version: s for s in _statuses(service, spec.name)}
+            available = sorted(v for v, s in statuses.items()
+                               if s.state is ServableState.AVAILABLE)
+            on_disk = list_versions(spec.base_path)
+            python = [v for v in available if v in on_disk and _is_python(on_disk[v])]
+            versions = [v for v in available if v not in python]
+            if not versions:
+                skipped.append({"name": spec.name, "reason": (
+                    "served by the python platform, which TF Serving cannot load" if python
+                    else "no version is AVAILABLE")})
+                continue
+            add_model(config, spec.name, spec.base_path, spec.platform)
+            entry = config.model_config_list.config[-1]
+            entry.model_version_policy.specific.versions.extend(versions)
+            labels = {k: v for k, v in service.manager.labels(spec.name).items() if v in versions}
+            entry.version_labels.update(labels)
+    return {"model_config": text_format.MessageToString(config), "skipped": skipped}
+
+
+def _statuses(service: ModelService, name: str) -> list[VersionStatus]:
+    try:
+        return service.manager.version_statuses(name)
+    except ServingError:
+        return []
+
+
+def _is_python(version_dir: str) -> bool:
+    from .platforms.python import read_platform
+
+    return read_platform(version_dir) == "python"

@@ -308,3 +308,31 @@ def test_traffic_split_rule():
     assert admin.traffic_split({"stable": 1, "canary": 2}, 0.5, {1, 2}) == {1: 0.5, 2: 0.5}
     assert admin.traffic_split({"stable": 1, "canary": 2}, 0.5, {1}) == {1: 1.0}
     assert admin.traffic_split({"stable": 1, "canary": 2}, 1.0, {1, 2}) == {2: 1.0}
+
+
+def test_tfserving_handoff_config_pins_what_is_served(service, tmp_path):
+    publish(service, tmp_path, "demo")
+    admin.set_label(service, "demo", "stable", 1)
+    publish(service, tmp_path, "demo")
+    admin.set_canary(service, "demo", 0.1)
+    publish(service, tmp_path, "demo")
+    admin.unload_version(service, "demo", 3)
+    service.manager.wait_for("demo", 3, [ServableState.END], WAIT)
+
+    from jupyter_tfserving.platforms.python import write_python_version
+
+    src = tmp_path / "py"
+    write_python_version(str(src), abs)
+    answer = admin.publish_version(service, "pyfn", pack_directory(str(src)), None)
+    service.manager.wait_for("pyfn", answer["version"], [ServableState.AVAILABLE], WAIT)
+
+    handoff = admin.tfserving_config(service)
+    config = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse(handoff["model_config"], config)
+    (entry,) = config.model_config_list.config
+    assert entry.name == "demo" and os.path.isabs(entry.base_path)
+    # TF Serving loads exactly these, so every label names a loaded version
+    assert list(entry.model_version_policy.specific.versions) == [1, 2]
+    assert dict(entry.version_labels) == {"stable": 1, "canary": 2}
+    assert handoff["skipped"] == [{
+        "name": "pyfn", "reason": "served by the python platform, which TF Serving cannot load"}]

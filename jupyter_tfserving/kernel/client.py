@@ -124,6 +124,10 @@ class TFServingClient:
     def load(self, name: str, version: int) -> dict[str, Any]:
         return self.call("POST", f"/api/models/{name}/versions/{version}:load")
 
+    def tfserving_config(self) -> dict[str, Any]:
+        """``{"model_config": text proto, "skipped": [...]}`` for tensorflow_model_server."""
+        return self.call("GET", "/api/config/tfserving")
+
     def stats(self) -> dict[str, Any]:
         return self.call("GET", "/api/stats")
 

@@ -24,7 +24,9 @@ USAGE = """%tfserving list                      models, versions, states, labels
 %tfserving unload NAME VERSION       stop serving a version (files stay)
 %tfserving load NAME VERSION         serve an unloaded version again
 %tfserving label NAME LABEL VERSION  set or move a version label
-%tfserving dashboard [NAME]          a live panel of the models (or of NAME)"""
+%tfserving dashboard [NAME]          a live panel of the models (or of NAME)
+%tfserving export-config [PATH]      a models.config for tensorflow_model_server serving
+                                     what is served now (printed, or written to PATH)"""
 
 
 def format_models(models: list[dict[str, Any]]) -> str:
@@ -63,6 +65,16 @@ def tfserving_magic(line: str) -> None:
         if command in ("list", "status"):
             models = [client.model(rest[0])] if rest else client.models()
             print(format_models(models))
+        elif command == "export-config":
+            handoff = client.tfserving_config()
+            for skipped in handoff["skipped"]:
+                print(f"# left out {skipped['name']}: {skipped['reason']}")
+            if rest:
+                with open(rest[0], "w", encoding="utf-8") as f:
+                    f.write(handoff["model_config"])
+                print(f"Wrote {rest[0]}: tensorflow_model_server --model_config_file={rest[0]}")
+            else:
+                print(handoff["model_config"], end="")
         elif command == "url":
             print(client.url)
         elif command == "dashboard":

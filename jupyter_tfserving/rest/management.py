@@ -11,6 +11,7 @@
 | POST | ``P/api/models/{m}:canary`` | ``{"weight": w, "version"?: N}`` |
 | POST | ``P/api/models/{m}:promote`` / ``:rollback`` | |
 | POST | ``P/api/config:reload`` | re-read models.config and scan the repository now |
+| GET | ``P/api/config/tfserving`` | a config for ``tensorflow_model_server`` serving what is served now |
 | GET | ``P/api/openapi.json`` | the OpenAPI document of every route |
 
 Same login, authorizer (``tfserving`` resource) and ``{"error": ...}`` bodies as the v1 routes
@@ -111,6 +112,8 @@ class ManagementHandler(TFServingHandler):
     @web.authenticated
     @authorized
     async def get(self, path: str) -> None:
+        if path == "config/tfserving":
+            return await self.run_admin(admin.tfserving_config)
         match = _GET.match(path)
         if match is None:
             return self._not_a_route()

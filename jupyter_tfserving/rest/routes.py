@@ -18,7 +18,8 @@ def api_handlers(prefix: str) -> list[tuple[str, Any]]:
         (url_path_join(prefix, "monitoring", "prometheus", "metrics"), PrometheusHandler),
         (url_path_join(prefix, "api", "stats"), StatsHandler),
         (url_path_join(prefix, "api", "openapi.json"), OpenAPIHandler),
-        (url_path_join(prefix, "api", "(models.*|config:reload)"), ManagementHandler),
+        (url_path_join(prefix, "api", "(models.*|config:reload|config/tfserving)"),
+         ManagementHandler),
         (url_path_join(prefix, "(.*)"), NotFoundHandler),
         (prefix.rstrip("/") + "()", NotFoundHandler),  # P itself, without a trailing slash
     ]

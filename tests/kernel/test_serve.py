@@ -118,6 +118,11 @@ def test_the_magic_lists_and_acts_and_reports_errors(server, capsys):
     assert "Could not find model nope" in capsys.readouterr().out
     tfserving_magic("unload magic 1")  # stable: refused with the server's reason
     assert "carries the label" in capsys.readouterr().out
+    tfserving_magic(f"export-config {server.model_root}/handoff.config")
+    out = capsys.readouterr().out
+    assert "tensorflow_model_server --model_config_file=" in out
+    assert "left out magic: served by the python platform" in out  # TF Serving cannot load it
+    assert open(f"{server.model_root}/handoff.config").read().startswith("model_config_list")
     tfserving_magic("frobnicate")
     assert "Unknown subcommand" in capsys.readouterr().out
 

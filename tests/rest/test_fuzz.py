@@ -162,6 +162,7 @@ def management_requests(draw: Callable) -> tuple[str, str, bytes | None]:
         ("PUT", "/api/models/{m}/labels/{l}"), ("DELETE", "/api/models/{m}/labels/{l}"),
         ("POST", "/api/models/{m}:canary"), ("POST", "/api/models/{m}:promote"),
         ("POST", "/api/models/{m}:rollback"), ("POST", "/api/config:reload"),
+        ("GET", "/api/config/tfserving"),
         ("GET", "/api/models/{m}/{x}"), ("POST", "/api/models/{m}:{x}"),
         ("POST", "/api/{x}"),
     ]))

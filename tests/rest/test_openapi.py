@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from google.protobuf import text_format
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from tensorflow_serving.config import model_server_config_pb2
 from tornado.routing import PathMatches
 from tornado.web import RequestHandler
 
@@ -363,10 +365,11 @@ def test_every_route_is_documented(jp_serverapp):
     by_method = {"GET": [m._GET], "POST": [m._UPLOAD, m._VERSION_VERB, m._MODEL_VERB],
                  "PUT": [m._LABEL], "DELETE": [m._LABEL]}
     for method, path in api:
-        assert path == "config:reload" and method == "POST" or any(
+        assert (method, path) in (("POST", "config:reload"), ("GET", "config/tfserving")) or any(
             rx.match(path) for rx in by_method[method]), (method, path)
     expected = {("GET", "models"), ("GET", "models/m"), ("POST", "models/m/versions"),
-                ("POST", "config:reload"), ("PUT", "models/m/labels/stable"),
+                ("POST", "config:reload"), ("GET", "config/tfserving"),
+                ("PUT", "models/m/labels/stable"),
                 ("DELETE", "models/m/labels/stable")}
     expected |= {("POST", f"models/m/versions/1:{v}") for v in _verbs(m._VERSION_VERB)}
     expected |= {("POST", f"models/m:{v}") for v in _verbs(m._MODEL_VERB)}
@@ -589,6 +592,15 @@ async def test_management_answers_match_the_document(tfserving_config, rest,
     await check(rest, "POST", "/api/models/nope/versions/1:load", status=404)
     described = await _wait_state(rest, name, 2, "AVAILABLE")
     assert described["unloaded"] == []
+
+    handoff = await check(rest, "GET", "/api/config/tfserving", status=200)
+    config = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse(handoff["model_config"], config)
+    (entry,) = config.model_config_list.config
+    assert entry.name == name and handoff["skipped"] == []
+    assert set(entry.model_version_policy.specific.versions) == {
+        v["version"] for v in described["versions"] if v["state"] == "AVAILABLE"}
+    assert set(entry.version_labels.values()) <= set(entry.model_version_policy.specific.versions)
 
     reloaded = await check(rest, "POST", "/api/config:reload", status=200)
     assert reloaded["config_error"] is None
