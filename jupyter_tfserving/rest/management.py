@@ -4,7 +4,7 @@
 |---|---|---|
 | GET | ``P/api/models`` | every model: versions, states, labels, handle counts, traffic split |
 | GET | ``P/api/models/{m}`` | one model |
-| POST | ``P/api/models/{m}/versions[?version=N]`` | publish a packed version directory (tar/tgz body) |
+| POST | ``P/api/models/{m}/versions[?version=N]`` | publish a packed version directory (tar/tgz body, streamed to disk: ``UploadHandler``) |
 | POST | ``P/api/models/{m}/versions/{v}:unload`` / ``:load`` | stop / resume serving a version |
 | PUT | ``P/api/models/{m}/labels/{l}`` | ``{"version": N}``: set or move a label |
 | DELETE | ``P/api/models/{m}/labels/{l}`` | remove a label |
@@ -27,6 +27,8 @@ import asyncio
 import functools
 import json
 import re
+import tempfile
+from http import HTTPStatus
 from importlib import resources
 from typing import Any, Callable
 
@@ -74,8 +76,8 @@ def openapi_document() -> bytes:
     return resources.files(__package__).joinpath("openapi.json").read_bytes()
 
 
-class ManagementHandler(TFServingHandler):
-    """Every ``P/api/models...`` and ``P/api/config:reload`` route."""
+class AdminHandler(TFServingHandler):
+    """Base of the management handlers: runs an ``admin`` operation and answers it."""
 
     async def run_admin(self, fn: Callable[..., Any], *args: Any, status: int = 200) -> None:
         """Run ``fn(service, *args)`` on a worker and answer its JSON, or its error."""
@@ -89,6 +91,9 @@ class ManagementHandler(TFServingHandler):
             self.send_serving_error(ServingError(Code.INTERNAL, "Internal error"))
         else:
             self.send_json(json.dumps(data).encode(), status)
+
+class ManagementHandler(AdminHandler):
+    """Every ``P/api/models...`` and ``P/api/config:reload`` route."""
 
     def _not_a_route(self) -> None:
         self.send_error_message(404, f"Not found: {self.request.method} {self.request.path}")
@@ -125,21 +130,6 @@ class ManagementHandler(TFServingHandler):
     @web.authenticated
     @authorized
     async def post(self, path: str) -> None:
-        if match := _UPLOAD.match(path):
-            if not self.body_within(self.service.options.max_upload_bytes, "max_upload_bytes"):
-                return None
-            version_arg = self.get_query_argument("version", None)
-            version = None
-            if version_arg is not None:
-                if not _is_decimal(version_arg) or len(version_arg) > 19:
-                    return self.send_serving_error(invalid_argument(
-                        f"Invalid version {version_arg!r}: an integer >= 0 is required"))
-                version = int(version_arg)
-            if not self.request.body:
-                return self.send_serving_error(invalid_argument(
-                    "The request body must be a tar archive (gzip or not) of a version directory"))
-            return await self.run_admin(admin.publish_version, match.group("name"),
-                                        self.request.body, version, status=201)
         if not self._body_within_request_limit():
             return None
         if path == "config:reload":
@@ -190,6 +180,91 @@ class ManagementHandler(TFServingHandler):
         if match is None:
             return self._not_a_route()
         await self.run_admin(admin.remove_label, match.group("name"), match.group("label"))
+
+
+@web.stream_request_body
+class UploadHandler(AdminHandler):
+    """``POST P/api/models/{m}/versions[?version=N]``: publish a packed version directory.
+
+    The body is not held in memory: it streams, chunk by chunk (each written on a request
+    thread), into an unnamed temporary file in the repository's file system, which
+    ``admin.publish_version`` unpacks. The login and the authorizer are checked in
+    :meth:`prepare`, when the headers arrive and before any of the body is read; so is the
+    declared size against ``max_upload_bytes`` (413). A body that turns out larger stops being
+    written and is answered 413 too. The file disappears when the request ends, however it ends.
+    Other methods on this path are 405, with TF Serving's error body.
+    """
+
+    _spool: Any = None
+    _size = 0
+    _too_large = False
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self._finished or self.request.method != "POST":
+            return
+        if self.current_user is None:
+            raise web.HTTPError(403)
+        if not self.authorizer.is_authorized(self, self.current_user, "write",
+                                             self.auth_resource):
+            raise web.HTTPError(403, f"Not authorized to write {self.auth_resource}")
+        limit = self.service.options.max_upload_bytes
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
+            self._answer_too_large(int(declared))
+            return
+        # a chunked body that passes the limit is cut off by tornado (400, connection closed)
+        self.request.connection.set_max_body_size(limit)
+        self._spool = await asyncio.get_running_loop().run_in_executor(
+            self.service.executor, lambda: tempfile.TemporaryFile(dir=self.service.model_root))
+
+    def _answer_too_large(self, size: int) -> None:
+        limit = self.service.options.max_upload_bytes
+        self.send_error_message(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"The request body ({size} bytes) is larger than this server accepts "
+            f"({limit} bytes, TFServingApp.max_upload_bytes)")
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self._spool is None or self._too_large:
+            return
+        self._size += len(chunk)
+        if self._size > self.service.options.max_upload_bytes:
+            self._too_large = True
+            return
+        await asyncio.get_running_loop().run_in_executor(
+            self.service.executor, self._spool.write, chunk)
+
+    @web.authenticated
+    @authorized
+    async def post(self, path: str) -> None:
+        name = path
+        if self._too_large:
+            return self._answer_too_large(self._size)
+        version_arg = self.get_query_argument("version", None)
+        version = None
+        if version_arg is not None:
+            if not _is_decimal(version_arg) or len(version_arg) > 19:
+                return self.send_serving_error(invalid_argument(
+                    f"Invalid version {version_arg!r}: an integer >= 0 is required"))
+            version = int(version_arg)
+        if not self._size or self._spool is None:
+            return self.send_serving_error(invalid_argument(
+                "The request body must be a tar archive (gzip or not) of a version directory"))
+        self._spool.seek(0)
+        await self.run_admin(admin.publish_version, name, self._spool, version, status=201)
+
+    def on_finish(self) -> None:
+        self._close_spool()
+
+    def on_connection_close(self) -> None:
+        self._close_spool()
+        super().on_connection_close()
+
+    def _close_spool(self) -> None:
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            spool.close()
 
 
 class OpenAPIHandler(TFServingHandler):

@@ -7,7 +7,7 @@ from typing import Any
 from jupyter_server.utils import url_path_join
 
 from .handlers import NotFoundHandler, PrometheusHandler, StatsHandler, V1Handler
-from .management import ManagementHandler, OpenAPIHandler
+from .management import ManagementHandler, OpenAPIHandler, UploadHandler
 
 
 def api_handlers(prefix: str) -> list[tuple[str, Any]]:
@@ -18,6 +18,7 @@ def api_handlers(prefix: str) -> list[tuple[str, Any]]:
         (url_path_join(prefix, "monitoring", "prometheus", "metrics"), PrometheusHandler),
         (url_path_join(prefix, "api", "stats"), StatsHandler),
         (url_path_join(prefix, "api", "openapi.json"), OpenAPIHandler),
+        (url_path_join(prefix, "api", "models", "([^/:]+)", "versions/?"), UploadHandler),
         (url_path_join(prefix, "api", "(models.*|config:reload|config/tfserving)"),
          ManagementHandler),
         (url_path_join(prefix, "(.*)"), NotFoundHandler),

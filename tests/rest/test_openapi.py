@@ -367,7 +367,9 @@ def test_every_route_is_documented(jp_serverapp):
     for method, path in api:
         assert (method, path) in (("POST", "config:reload"), ("GET", "config/tfserving")) or any(
             rx.match(path) for rx in by_method[method]), (method, path)
-    expected = {("GET", "models"), ("GET", "models/m"), ("POST", "models/m/versions"),
+    # Uploads have their own (streaming) handler.
+    assert sub_paths[rest_management.UploadHandler] == {("POST", "m")}
+    expected = {("GET", "models"), ("GET", "models/m"),
                 ("POST", "config:reload"), ("GET", "config/tfserving"),
                 ("PUT", "models/m/labels/stable"),
                 ("DELETE", "models/m/labels/stable")}

@@ -20,6 +20,7 @@ SAMPLES = {
     "metrics": "/monitoring/prometheus/metrics",
     "stats": "/api/stats",
     "openapi.json": "/api/openapi.json",
+    "versions": "/api/models/demo/versions",
     "models": "/api/models/demo/labels/stable",
     "catch-all": "/anything",
     "bare": "",
