@@ -8,7 +8,7 @@ authentication ones, are answered as ``{"error": message}``.
 
 Hostile input meets the service's limits before any parsing: a body larger than
 ``max_request_bytes`` is 413, JSON nested deeper than ``max_json_depth`` or holding more than
-``max_tensor_elements`` values is 400 (``json_codec.check_json_limits``).
+``max_tensor_elements`` values is 400 (the ``json_codec`` parsers, given ``v1.json_limits``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tornado import web
 
 from ..core.status import Code, ServingError, invalid_argument
 from ..service import ModelService
-from . import json_codec, v1
+from . import v1
 from .errors import error_body, http_status
 
 AUTH_RESOURCE = "tfserving"
@@ -45,28 +45,6 @@ _EXAMPLE_VERBS: dict[str, Callable[[ModelService, v1.ModelRef, bytes], v1.Answer
     "classify": v1.classify,
     "regress": v1.regress,
 }
-
-
-def _check_json_limits(service: ModelService, body: bytes) -> None:
-    """Raise INVALID_ARGUMENT when ``body`` is nested deeper or holds more values than the
-    service's limits allow; cheap for small bodies, linear for large ones (run those on a
-    worker)."""
-    options = service.options
-    json_codec.check_json_limits(body, max_depth=options.max_json_depth,
-                                 max_values=options.max_tensor_elements)
-
-
-def _begin_predict(service: ModelService, ref: v1.ModelRef, body: bytes) -> v1.PredictCall:
-    """``v1.begin_predict`` for a body within the service's JSON limits."""
-    _check_json_limits(service, body)
-    return v1.begin_predict(service, ref, body)
-
-
-def _run_examples(service: ModelService, ref: v1.ModelRef, body: bytes,
-                  verb: Callable[[ModelService, v1.ModelRef, bytes], v1.Answer]) -> v1.Answer:
-    """``v1.classify`` / ``v1.regress`` for a body within the service's JSON limits."""
-    _check_json_limits(service, body)
-    return verb(service, ref, body)
 
 
 def _release_when_done(begun: "Future[v1.PredictCall]") -> None:
@@ -136,8 +114,14 @@ class TFServingHandler(APIHandler):
 
     async def within_deadline(self, work: Awaitable[Any]) -> Any:
         """Await ``work`` within the request deadline, mapping failures as :meth:`call_api`."""
+        return await self.settle(work, self.service.options.request_timeout_seconds)
+
+    async def settle(self, work: Awaitable[Any], timeout: float | None) -> Any:
+        """Await ``work`` for at most ``timeout`` seconds (None: no limit). Raises ServingError:
+        the work's own, DEADLINE_EXCEEDED past the timeout, INTERNAL for anything else (logged
+        with its traceback, which the client never sees)."""
         try:
-            return await asyncio.wait_for(work, self.service.options.request_timeout_seconds)
+            return await asyncio.wait_for(work, timeout)
         except asyncio.TimeoutError:
             raise ServingError(Code.DEADLINE_EXCEEDED, "Request timed out: deadline exceeded") from None
         except ServingError:
@@ -222,8 +206,8 @@ class V1Handler(TFServingHandler):
             if verb == "predict":
                 answer = await self.within_deadline(self._predict(ref))
             else:
-                answer = await self.call_api(_run_examples, self.service, ref,
-                                             self.request.body, _EXAMPLE_VERBS[verb])
+                answer = await self.call_api(_EXAMPLE_VERBS[verb], self.service, ref,
+                                             self.request.body)
         except ServingError as exc:
             status, version = exc.code.name, exc.version
             self.send_serving_error(exc)
@@ -236,18 +220,18 @@ class V1Handler(TFServingHandler):
                                               time.perf_counter() - started)
 
     async def _predict(self, ref: v1.ModelRef) -> v1.Answer:
-        """Check the JSON limits, decode, wait for the (batched) run without holding a thread,
-        encode. Checking, decoding and encoding run on a worker, except for small bodies and
+        """Decode (within the JSON limits), wait for the (batched) run without holding a
+        thread, encode. Decoding and encoding run on a worker, except for small bodies and
         answers (under ``INLINE_BODY_BYTES`` / ``INLINE_ANSWER_VALUES``), whose JSON takes less
-        time than two thread hand-offs would. If the deadline cancels this coroutine, the version's handle
-        is still released: by the run future's callback, or here once ``begin_predict``
-        returns."""
+        time than two thread hand-offs would. If the deadline cancels this coroutine, the
+        version's handle is still released: by the run future's callback, or here once
+        ``begin_predict`` returns."""
         service = self.service
         body = self.request.body
         if len(body) <= INLINE_BODY_BYTES:
-            call = _begin_predict(service, ref, body)
+            call = v1.begin_predict(service, ref, body)
         else:
-            begun = service.executor.submit(_begin_predict, service, ref, body)
+            begun = service.executor.submit(v1.begin_predict, service, ref, body)
             try:
                 call = await asyncio.wrap_future(begun)
             except asyncio.CancelledError:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import re
 import tempfile
 from http import HTTPStatus
@@ -36,7 +35,8 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from .. import admin
-from ..core.status import Code, ServingError, invalid_argument
+from ..core.status import ServingError, invalid_argument
+from . import v1
 from .handlers import TFServingHandler
 from .json_codec import parse_json_body
 
@@ -80,17 +80,15 @@ class AdminHandler(TFServingHandler):
     """Base of the management handlers: runs an ``admin`` operation and answers it."""
 
     async def run_admin(self, fn: Callable[..., Any], *args: Any, status: int = 200) -> None:
-        """Run ``fn(service, *args)`` on a worker and answer its JSON, or its error."""
+        """Run ``fn(service, *args)`` on a worker, with no deadline (an upload may take a while
+        to unpack), and answer its JSON, or its error."""
         try:
-            data = await asyncio.get_running_loop().run_in_executor(
-                self.service.executor, fn, self.service, *args)
+            data = await self.settle(self.in_worker(fn, self.service, *args), None)
         except ServingError as exc:
             self.send_serving_error(exc)
-        except Exception:
-            self.log.exception("jupyter_tfserving: management error in %s", self.request.path)
-            self.send_serving_error(ServingError(Code.INTERNAL, "Internal error"))
         else:
-            self.send_json(json.dumps(data).encode(), status)
+            self.send_json(v1.dumps(data), status)
+
 
 class ManagementHandler(AdminHandler):
     """Every ``P/api/models...`` and ``P/api/config:reload`` route."""
@@ -101,10 +99,8 @@ class ManagementHandler(AdminHandler):
     async def _json_body(self) -> dict[str, Any] | None:
         """The body as a JSON object, parsed on a worker within the service's limits; or None
         after answering why it is not one."""
-        options = self.service.options
         parse = functools.partial(parse_json_body, self.request.body,
-                                  max_depth=options.max_json_depth,
-                                  max_values=options.max_tensor_elements)
+                                  **v1.json_limits(self.service))
         try:
             return await self.in_worker(parse)
         except ServingError as exc:

@@ -63,6 +63,13 @@ def _check_method(signature: SignatureInfo, expected: str, what: str) -> None:
         )
 
 
+def json_limits(service: "ModelService") -> dict[str, int]:
+    """The service's JSON request limits, as the keyword arguments of the ``json_codec``
+    parsers (``max_json_depth``, ``max_tensor_elements``: 400 past them)."""
+    options = service.options
+    return {"max_depth": options.max_json_depth, "max_values": options.max_tensor_elements}
+
+
 @contextmanager
 def _routed(service: "ModelService", ref: ModelRef) -> Iterator[ServableHandle]:
     """Hold a handle on the version ``ref`` routes to; a ServingError raised while it is held
@@ -98,7 +105,7 @@ def begin_predict(service: "ModelService", ref: ModelRef, body: bytes) -> Predic
     the caller must release once the model has run (``ModelService.submit_predict`` arranges
     it). Runs on a request worker thread."""
     service.check_serving()
-    request = json_codec.parse_predict_request(body)
+    request = json_codec.parse_predict_request(body, **json_limits(service))
     handle = service.manager.acquire(ref.name, ref.version, ref.label)
     try:
         name = request.signature_name or DEFAULT_SIGNATURE
@@ -138,7 +145,7 @@ def predict(service: "ModelService", ref: ModelRef, body: bytes) -> Answer:
 def _run_examples(service: "ModelService", ref: ModelRef, body: bytes, method: str,
                   what: str, encode: Callable[[Mapping[str, np.ndarray]], bytes]) -> Answer:
     service.check_serving()
-    signature_name, batch = json_codec.parse_examples_request(body)
+    signature_name, batch = json_codec.parse_examples_request(body, **json_limits(service))
     with _routed(service, ref) as handle:
         name = signature_name or DEFAULT_SIGNATURE
         _check_method(_signature(handle.servable, name), method, what)
