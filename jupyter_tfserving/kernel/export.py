@@ -24,14 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..core.archive import pack_directory
+from ..core.dtypes import tf_dtype_name
 from ..core.status import ServingError
-
-_NUMPY_TO_TF = {
-    "float16": "DT_HALF", "float32": "DT_FLOAT", "float64": "DT_DOUBLE",
-    "int8": "DT_INT8", "int16": "DT_INT16", "int32": "DT_INT32", "int64": "DT_INT64",
-    "uint8": "DT_UINT8", "uint16": "DT_UINT16", "uint32": "DT_UINT32", "uint64": "DT_UINT64",
-    "bool": "DT_BOOL",
-}
 
 
 class ExportError(ValueError):
@@ -50,12 +44,9 @@ def _is_trackable(obj: Any) -> bool:
 
 def _tensor_spec(value: Any) -> dict[str, Any]:
     array = np.asarray(value)
-    if array.dtype.kind in "USO":
-        dtype = "DT_STRING"
-    else:
-        dtype = _NUMPY_TO_TF.get(array.dtype.name)
-        if dtype is None:
-            raise ExportError(f"Cannot serve values of dtype {array.dtype}")
+    dtype = tf_dtype_name(array.dtype)
+    if dtype is None:
+        raise ExportError(f"Cannot serve values of dtype {array.dtype}")
     shape = [-1, *array.shape[1:]] if array.ndim else []
     return {"dtype": dtype, "shape": shape}
 

@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..core.dtypes import JSON_DTYPES
 from ..core.servable import (
     DEFAULT_SIGNATURE,
     PREDICT_METHOD,
@@ -57,15 +58,8 @@ FORMAT = 1
 _HMAC_FIELD = "hmac"
 # servable.json is a few hundred bytes; anything much larger is not ours.
 _MAX_JSON_BYTES = 1 << 20
-# The dtypes the REST codecs can turn JSON into (rest.json_codec).
-_DTYPES = frozenset(
-    {
-        "DT_HALF", "DT_FLOAT", "DT_DOUBLE",
-        "DT_INT8", "DT_INT16", "DT_INT32", "DT_INT64",
-        "DT_UINT8", "DT_UINT16", "DT_UINT32", "DT_UINT64",
-        "DT_BOOL", "DT_STRING",
-    }
-)  # fmt: skip
+# The dtypes the REST codecs can turn JSON into.
+_DTYPES = JSON_DTYPES
 DEFAULT_OUTPUT = "output_0"
 _DEFAULT_SIGNATURE_JSON: dict[str, Any] = {
     "inputs": {"x": {"dtype": "DT_FLOAT", "shape": None}},

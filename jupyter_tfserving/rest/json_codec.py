@@ -53,14 +53,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-
-import orjson
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
+import orjson
 
+from ..core.dtypes import FLOAT_DTYPES, INT_DTYPES, JSON_DTYPES
 from ..core.servable import ExampleBatch, Feature, SignatureInfo
 from ..core.status import Code, ServingError, invalid_argument
 
@@ -95,21 +95,6 @@ _MAX_RANK = 64
 # Longest excerpt of a JSON value quoted in an error message.
 _MAX_QUOTE = 256
 
-_FLOAT_DTYPES: dict[str, type[np.floating[Any]]] = {
-    "DT_HALF": np.float16,
-    "DT_FLOAT": np.float32,
-    "DT_DOUBLE": np.float64,
-}
-_INT_DTYPES: dict[str, type[np.integer[Any]]] = {
-    "DT_INT8": np.int8,
-    "DT_INT16": np.int16,
-    "DT_INT32": np.int32,
-    "DT_INT64": np.int64,
-    "DT_UINT8": np.uint8,
-    "DT_UINT16": np.uint16,
-    "DT_UINT32": np.uint32,
-    "DT_UINT64": np.uint64,
-}
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 # Largest integer a float32 holds exactly (TF Serving's IsLosslessDecimal<float>).
@@ -448,7 +433,7 @@ def _is_named_object(value: Any) -> bool:
 
 
 def _check_dtype_supported(name: str, dtype: str) -> None:
-    if dtype in _FLOAT_DTYPES or dtype in _INT_DTYPES or dtype in ("DT_BOOL", "DT_STRING"):
+    if dtype in JSON_DTYPES:
         return
     raise ServingError(
         Code.UNIMPLEMENTED,
@@ -468,9 +453,9 @@ def _decode_tensor(value: Any, dtype: str) -> np.ndarray:
             f"Encountered list at unexpected level: {len(shape)} expected < {len(shape)}",
             _row_of(index, row_size),
         )
-    if dtype in _FLOAT_DTYPES:
+    if dtype in FLOAT_DTYPES:
         flat = _floats(leaves, types, dtype, row_size)
-    elif dtype in _INT_DTYPES:
+    elif dtype in INT_DTYPES:
         flat = _ints(leaves, types, dtype, row_size)
     elif dtype == "DT_BOOL":
         _check_types(leaves, types, {bool}, dtype, row_size)
@@ -546,7 +531,7 @@ def _type_error(value: Any, dtype: str, row: int | None) -> _TensorError:
 
 def _floats(leaves: list[Any], types: set[type], dtype: str, row_size: int) -> np.ndarray:
     _check_types(leaves, types, {int, float}, dtype, row_size)
-    np_dtype = _FLOAT_DTYPES[dtype]
+    np_dtype = FLOAT_DTYPES[dtype]
     finfo = np.finfo(np_dtype)
     # Largest integer the dtype holds exactly (nmant excludes the implicit leading bit).
     max_int = 2 ** (finfo.nmant + 1) - 1
@@ -581,7 +566,7 @@ def _lossy_error(value: Any, dtype: str, row: int | None) -> _TensorError:
 
 def _ints(leaves: list[Any], types: set[type], dtype: str, row_size: int) -> np.ndarray:
     _check_types(leaves, types, {int}, dtype, row_size)
-    np_dtype = _INT_DTYPES[dtype]
+    np_dtype = INT_DTYPES[dtype]
     if leaves:
         info = np.iinfo(np_dtype)
         if min(leaves) < info.min or max(leaves) > info.max:
