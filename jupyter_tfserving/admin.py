@@ -81,7 +81,10 @@ def describe_model(service: ModelService, name: str) -> dict[str, Any]:
     """One model as the management API shows it: versions (newest first) with state, error,
     labels, in-flight handles and whether a user unloaded them; labels; canary; traffic split.
     NOT_FOUND for a model that is neither configured nor known to the manager."""
-    spec = _spec(service, name)
+    return _describe(service, name, _spec(service, name))
+
+
+def _describe(service: ModelService, name: str, spec: ModelSpec | None) -> dict[str, Any]:
     manager = service.manager
     try:
         statuses = manager.version_statuses(name)
@@ -124,11 +127,12 @@ def describe_model(service: ModelService, name: str) -> dict[str, Any]:
 
 def list_models(service: ModelService) -> dict[str, Any]:
     """Every configured or known model (``GET P/api/models``)."""
-    names = set(service.manager.model_names()) | {s.name for s in service.model_specs()}
+    # one look at the specs (a scan of the repository when no config file lists the models)
+    specs = {s.name: s for s in service.model_specs()}
     models = []
-    for name in sorted(names):
+    for name in sorted(set(service.manager.model_names()) | set(specs)):
         try:
-            models.append(describe_model(service, name))
+            models.append(_describe(service, name, specs.get(name)))
         except ServingError as exc:  # forgotten between the two looks
             if exc.code != Code.NOT_FOUND:
                 raise
