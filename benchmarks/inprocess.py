@@ -30,12 +30,11 @@ import json
 import os
 import sys
 import tempfile
-import threading
-import time
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from benchmarks.timing import call_for
 from jupyter_tfserving.core.servable import ExampleBatch, LoadSpec, SignatureInfo, TensorInfo
 from jupyter_tfserving.core.state import ServableId, ServableState
 from jupyter_tfserving.rest import v1
@@ -135,32 +134,7 @@ def manager_path(service: ModelService) -> Callable[[], None]:
 def drive(call: Callable[[], None], threads: int, seconds: float) -> dict[str, Any]:
     for _ in range(200):  # warm
         call()
-    stop = threading.Event()
-    counts = [0] * threads
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        n = 0
-        try:
-            while not stop.is_set():
-                call()
-                n += 1
-        except BaseException as exc:  # report, do not hang
-            errors.append(exc)
-        counts[i] = n
-
-    workers = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    for w in workers:
-        w.start()
-    time.sleep(seconds)
-    stop.set()
-    for w in workers:
-        w.join()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    if errors:
-        raise errors[0]
-    n = sum(counts)
+    n, wall, cpu = call_for(call, threads, seconds)
     return {
         "threads": threads,
         "calls": n,

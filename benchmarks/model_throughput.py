@@ -15,8 +15,8 @@ import argparse
 import json
 import os
 import sys
-import threading
-import time
+
+from benchmarks.timing import call_for
 
 
 def measure(servable, width: int, batch: int, threads: int, seconds: float) -> dict:
@@ -25,26 +25,8 @@ def measure(servable, width: int, batch: int, threads: int, seconds: float) -> d
     rng = np.random.default_rng(0)
     rows = rng.standard_normal((batch, width), dtype=np.float32)
     servable.run("serving_default", {"x": rows})  # warm
-    stop = threading.Event()
-    counts = [0] * threads
-
-    def worker(i: int) -> None:
-        n = 0
-        while not stop.is_set():
-            servable.run("serving_default", {"x": rows})
-            n += 1
-        counts[i] = n
-
-    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    for w in workers:
-        w.start()
-    time.sleep(seconds)
-    stop.set()
-    for w in workers:
-        w.join()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    calls = sum(counts)
+    calls, wall, cpu = call_for(lambda: servable.run("serving_default", {"x": rows}),
+                                threads, seconds)
     return {
         "batch_size": batch,
         "threads": threads,
