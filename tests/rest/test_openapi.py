@@ -616,11 +616,9 @@ async def test_management_answers_match_the_document(tfserving_config, rest,
     FEEDERS_DONE.add("management")
 
 
-async def test_label_removal_is_not_undone_by_the_repository_poller(rest, publish,
-                                                                     exported_models: Path):
-    """admin.remove_label: the label is gone from the answer (and stays gone). Label
-    operations right after one another must not race the poller applying the config file
-    written by the previous one."""
+async def _stable_1_and_version_2(rest, publish, exported_models: Path) -> tuple[str, str]:
+    """half_plus_two with version 1 labelled stable and version 2 uploaded through the API,
+    both AVAILABLE; returns the model's name and its management path."""
     name = "half_plus_two"
     api = f"/api/models/{name}"
     publish(name, 1)
@@ -629,6 +627,15 @@ async def test_label_removal_is_not_undone_by_the_repository_poller(rest, publis
     await check(rest, "POST", f"{api}/versions", pack_directory(str(exported_models / name / "2")),
                 headers=GZIP, status=201)
     await rest.wait_for(name, 2)
+    return name, api
+
+
+async def test_label_removal_is_not_undone_by_the_repository_poller(rest, publish,
+                                                                     exported_models: Path):
+    """admin.remove_label: the label is gone from the answer (and stays gone). Label
+    operations right after one another must not race the poller applying the config file
+    written by the previous one."""
+    name, api = await _stable_1_and_version_2(rest, publish, exported_models)
     stale = None
     deadline = time.monotonic() + 8
     attempt = 0
@@ -663,14 +670,7 @@ async def test_rollback_does_not_unload_the_version_it_rolls_back_to(rest, publi
     (previous_stable) in memory before it writes the new stable label to models.config; a
     repository scan in between must not see the old label without the pin and unload that
     version."""
-    name = "half_plus_two"
-    api = f"/api/models/{name}"
-    publish(name, 1)
-    await rest.wait_for(name, 1)
-    await check(rest, "PUT", f"{api}/labels/stable", {"version": 1}, status=200)
-    await check(rest, "POST", f"{api}/versions", pack_directory(str(exported_models / name / "2")),
-                headers=GZIP, status=201)
-    await rest.wait_for(name, 2)
+    name, api = await _stable_1_and_version_2(rest, publish, exported_models)
     deadline = time.monotonic() + 8
     attempt = 0
     while time.monotonic() < deadline:
