@@ -40,9 +40,9 @@ def archive(tmp_path: Path, tag: str = "v") -> bytes:
     return pack_directory(str(version_dir(tmp_path, tag)))
 
 
-def make_service(root: Path, **options) -> ModelService:
+def make_service(model_root: Path, **options) -> ModelService:
     service = ModelService(
-        ServiceOptions(model_root=str(root), file_system_poll_wait_seconds=0,
+        ServiceOptions(model_root=str(model_root), file_system_poll_wait_seconds=0,
                        manager=ManagerOptions(max_num_load_retries=0), batching=None,
                        signing_key=b"k" * 32, **options),
         loader_factory=FakeLoaderFactory(),
@@ -52,15 +52,8 @@ def make_service(root: Path, **options) -> ModelService:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "models"
-    r.mkdir()
-    return r
-
-
-@pytest.fixture
-def service(root: Path):
-    s = make_service(root)
+def service(model_root: Path):
+    s = make_service(model_root)
     yield s
     s.stop(5)
 
@@ -80,18 +73,18 @@ def routed(service: ModelService, name: str, n: int) -> collections.Counter:
     return counts
 
 
-def read_config(root: Path) -> model_server_config_pb2.ModelServerConfig:
+def read_config(model_root: Path) -> model_server_config_pb2.ModelServerConfig:
     config = model_server_config_pb2.ModelServerConfig()
-    text_format.Parse((root / "models.config").read_text(), config)
+    text_format.Parse((model_root / "models.config").read_text(), config)
     return config
 
 
-def test_publish_numbers_versions_and_renames_into_place(service, root, tmp_path):
+def test_publish_numbers_versions_and_renames_into_place(service, model_root, tmp_path):
     assert publish(service, tmp_path, "demo") == 1
     assert publish(service, tmp_path, "demo") == 2
     assert publish(service, tmp_path, "demo", 7) == 7
-    assert sorted(os.listdir(root / "demo")) == ["1", "2", "7"]  # no staging left behind
-    assert (root / "demo" / "7" / "saved_model.pb").read_bytes() == b"graph demo-7"
+    assert sorted(os.listdir(model_root / "demo")) == ["1", "2", "7"]  # no staging left behind
+    assert (model_root / "demo" / "7" / "saved_model.pb").read_bytes() == b"graph demo-7"
     with pytest.raises(ServingError) as err:
         admin.publish_version(service, "demo", archive(tmp_path, "again"), 7)
     assert err.value.code == Code.ALREADY_EXISTS
@@ -101,15 +94,15 @@ def test_publish_numbers_versions_and_renames_into_place(service, root, tmp_path
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x" * 200, "a\x00b", "-x"])
-def test_publish_refuses_unsafe_names(service, tmp_path, root, name):
+def test_publish_refuses_unsafe_names(service, tmp_path, model_root, name):
     with pytest.raises(ServingError) as err:
         admin.publish_version(service, name, archive(tmp_path), None)
     assert err.value.code == Code.INVALID_ARGUMENT
-    assert os.listdir(root) == []
+    assert os.listdir(model_root) == []
 
 
-def test_publish_refuses_non_savedmodel_and_hostile_archives_leaving_nothing(service, root,
-                                                                              tmp_path):
+def test_publish_refuses_non_savedmodel_and_hostile_archives_leaving_nothing(
+        service, model_root, tmp_path):
     empty = tmp_path / "empty"
     (empty / "sub").mkdir(parents=True)
     (empty / "sub" / "file").write_text("x")
@@ -130,10 +123,10 @@ def test_publish_refuses_non_savedmodel_and_hostile_archives_leaving_nothing(ser
     assert err.value.code == Code.INVALID_ARGUMENT
     with pytest.raises(ServingError, match="tar"):
         admin.publish_version(service, "demo", b"not an archive at all", None)
-    assert os.listdir(root / "demo") == []  # no version, no staging directory
+    assert os.listdir(model_root / "demo") == []  # no version, no staging directory
 
 
-def test_canary_splits_traffic_then_promote_and_rollback(service, root, tmp_path):
+def test_canary_splits_traffic_then_promote_and_rollback(service, model_root, tmp_path):
     publish(service, tmp_path, "demo")
     # pin the serving version first: with latest(1), publishing 2 would otherwise unload 1
     admin.set_label(service, "demo", "stable", 1)
@@ -145,7 +138,7 @@ def test_canary_splits_traffic_then_promote_and_rollback(service, root, tmp_path
     assert set(counts) == {1, 2}
     assert 0.20 < counts[2] / 2000 < 0.30
     # both versions stay loaded although the policy is latest(1): labels keep 1 aspired
-    config = read_config(root)
+    config = read_config(model_root)
     (entry,) = config.model_config_list.config
     assert entry.name == "demo" and dict(entry.version_labels) == {"stable": 1, "canary": 2}
 
@@ -196,16 +189,16 @@ def test_canary_needs_two_available_versions_and_a_valid_weight(service, tmp_pat
     assert err.value.code == Code.NOT_FOUND
 
 
-def test_labels_follow_tf_servings_rule_and_are_written_to_models_config(service, root,
-                                                                        tmp_path):
+def test_labels_follow_tf_servings_rule_and_are_written_to_models_config(
+        service, model_root, tmp_path):
     publish(service, tmp_path, "demo")
     publish(service, tmp_path, "other")
     with pytest.raises(ServingError) as err:
         admin.set_label(service, "demo", "beta", 5)
     assert err.value.code == Code.FAILED_PRECONDITION
-    assert not (root / "models.config").exists()  # a refused change writes nothing
+    assert not (model_root / "models.config").exists()  # a refused change writes nothing
     admin.set_label(service, "demo", "beta", 1)
-    config = read_config(root)
+    config = read_config(model_root)
     # the first label turns discovery into a config listing every model, so both still serve
     assert sorted(m.name for m in config.model_config_list.config) == ["demo", "other"]
     assert service.manager.labels("demo") == {"beta": 1}
@@ -214,7 +207,7 @@ def test_labels_follow_tf_servings_rule_and_are_written_to_models_config(service
     with service.manager.acquire("demo", label="beta") as handle:
         assert handle.id.version == 1
     admin.remove_label(service, "demo", "beta")
-    assert dict(read_config(root).model_config_list.config[0].version_labels) == {}
+    assert dict(read_config(model_root).model_config_list.config[0].version_labels) == {}
     with pytest.raises(ServingError) as err:
         admin.remove_label(service, "demo", "beta")
     assert err.value.code == Code.NOT_FOUND
@@ -223,14 +216,14 @@ def test_labels_follow_tf_servings_rule_and_are_written_to_models_config(service
     assert err.value.code == Code.INVALID_ARGUMENT
 
 
-def test_unload_and_load_a_version(service, root, tmp_path):
+def test_unload_and_load_a_version(service, model_root, tmp_path):
     publish(service, tmp_path, "demo")
     publish(service, tmp_path, "demo")
     admin.unload_version(service, "demo", 2)
     # latest(1) among the versions still loadable: 1 comes back, 2 goes, files stay
     service.manager.wait_for("demo", 1, [ServableState.AVAILABLE], WAIT)
     service.manager.wait_for("demo", 2, [ServableState.END], WAIT)
-    assert (root / "demo" / "2").is_dir()
+    assert (model_root / "demo" / "2").is_dir()
     assert routed(service, "demo", 5) == {1: 5}
     assert admin.describe_model(service, "demo")["unloaded"] == [2]
     admin.load_version(service, "demo", 2)
@@ -247,8 +240,8 @@ def test_unload_and_load_a_version(service, root, tmp_path):
     assert err.value.code == Code.NOT_FOUND
 
 
-def test_a_restarted_service_comes_back_with_the_same_routing(root, tmp_path):
-    first = make_service(root)
+def test_a_restarted_service_comes_back_with_the_same_routing(model_root, tmp_path):
+    first = make_service(model_root)
     try:
         publish(first, tmp_path, "demo")
         admin.set_label(first, "demo", "stable", 1)
@@ -258,11 +251,11 @@ def test_a_restarted_service_comes_back_with_the_same_routing(root, tmp_path):
         admin.unload_version(first, "demo", 3)
     finally:
         first.stop(5)
-    state = json.loads((root / "jupyter_tfserving.json").read_text())
+    state = json.loads((model_root / "jupyter_tfserving.json").read_text())
     assert state["models"]["demo"] == {"canary_weight": 0.3, "previous_stable": None,
                                        "unloaded": [3]}
 
-    second = make_service(root)
+    second = make_service(model_root)
     try:
         for v in (1, 2):
             second.manager.wait_for("demo", v, [ServableState.AVAILABLE], WAIT)
@@ -283,19 +276,19 @@ def test_a_restarted_service_comes_back_with_the_same_routing(root, tmp_path):
         second.stop(5)
 
 
-def test_a_model_published_into_a_configured_repository_is_added_to_the_config(root,
-                                                                                tmp_path):
-    (root / "models.config").write_text(
+def test_a_model_published_into_a_configured_repository_is_added_to_the_config(
+        model_root, tmp_path):
+    (model_root / "models.config").write_text(
         'model_config_list { config { name: "kept" base_path: "kept" model_platform: '
         '"tensorflow" } }\n')
-    (root / "kept" / "1").mkdir(parents=True)
-    service = make_service(root)
+    (model_root / "kept" / "1").mkdir(parents=True)
+    service = make_service(model_root)
     try:
         publish(service, tmp_path, "fresh")
-        names = [m.name for m in read_config(root).model_config_list.config]
+        names = [m.name for m in read_config(model_root).model_config_list.config]
         assert names == ["kept", "fresh"]
         # the relative base_path of the hand-written entry is kept as written
-        assert read_config(root).model_config_list.config[0].base_path == "kept"
+        assert read_config(model_root).model_config_list.config[0].base_path == "kept"
         assert routed(service, "fresh", 2) == {1: 2}
     finally:
         service.stop(5)
