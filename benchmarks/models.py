@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 
 MLP_WIDTH = 4096
 MLP_OUT = 10
@@ -60,12 +59,9 @@ def export_mlp(base_path: str, version: int = 1, width: int = MLP_WIDTH, hidden:
                 h = tf.nn.relu(tf.matmul(h, w) + b)
             return {"y": tf.matmul(h, self.out[0]) + self.out[1]}
 
-    os.makedirs(base_path, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".staging-", dir=base_path)
-    module = MLP()
-    tf.saved_model.save(module, staging, signatures={"serving_default": module.serve})
-    os.replace(staging, target)
-    return target
+    from jupyter_tfserving.demo import save_version
+
+    return save_version(MLP(), base_path, version)
 
 
 def export_half_plus_two(base_path: str, version: int = 1) -> str:

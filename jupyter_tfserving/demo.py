@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 MODEL_NAME = "half_plus_two"
 
@@ -42,10 +43,18 @@ def export_half_plus_two(base_path: str, version: int = 1) -> str:
         def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
             return {"y": self.a * x + self.b}
 
+    return save_version(HalfPlusTwo(), base_path, version)
+
+
+def save_version(module: Any, base_path: str, version: int) -> str:
+    """Save ``module`` (its ``serve`` function as ``serving_default``) as version ``version``
+    under ``base_path``: written beside, then renamed into place, so a poller never sees half
+    of it. Returns the version directory."""
+    import tensorflow as tf
+
     target = os.path.join(base_path, str(version))
     os.makedirs(base_path, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".staging-", dir=base_path)
-    module = HalfPlusTwo()
     tf.saved_model.save(module, staging, signatures={"serving_default": module.serve})
     os.replace(staging, target)
     return target
