@@ -61,7 +61,8 @@ def reset_connection() -> None:
     _connection = None
 
 
-def _find_version(model: dict[str, Any], version: int) -> dict[str, Any] | None:
+def find_version(model: dict[str, Any], version: int) -> dict[str, Any] | None:
+    """``version``'s entry in a model as the management API describes it, or None."""
     for entry in model.get("versions", []):
         if entry["version"] == version:
             return entry
@@ -76,7 +77,7 @@ def wait_until_available(client: TFServingClient, name: str, version: int,
     delay = 0.05
     while True:
         model = client.model(name)
-        entry = _find_version(model, version)
+        entry = find_version(model, version)
         if entry is not None:
             if entry["state"] == "AVAILABLE":
                 return entry
@@ -167,7 +168,7 @@ class ServedModel:
         """This version's entry in the management API (state, error, labels, in-flight
         handles), with ``traffic``: its share of the model's unversioned requests."""
         model = self.client.model(self.name)
-        entry = _find_version(model, self.version) or {"version": self.version,
+        entry = find_version(model, self.version) or {"version": self.version,
                                                        "state": "UNKNOWN"}
         return {**entry, "traffic": model.get("traffic", {}).get(str(self.version), 0.0)}
 

@@ -35,6 +35,7 @@ import numpy as np
 from ..core.model_spec import check_model_name
 from ..core.status import ServingError
 from .client import TFServingClient, TFServingError
+from .serving import ServedModel, find_version
 
 # matplotlib's tab10: one fixed colour per version number, the same in every dashboard
 PALETTE: tuple[str, ...] = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
@@ -175,10 +176,7 @@ class ModelPanel(widgets.VBox):
         """As ``ServedModel.promote``: canary the chosen version at weight 0 unless it is the
         canary already, then promote it."""
         version = self._selected()
-        model = self.client.model(self.name)
-        if model.get("labels", {}).get("canary") != version:
-            self.client.canary(self.name, 0.0, version)
-        result = self.client.promote(self.name)
+        result = ServedModel(self.client, self.name, version).promote()
         return f"Promoted: stable is v{result['labels'].get('stable', version)}"
 
     def canary(self) -> str:
@@ -195,8 +193,8 @@ class ModelPanel(widgets.VBox):
     def unload(self) -> str:
         version = self._selected()
         result = self.client.unload(self.name, version)
-        state = next((v["state"] for v in result["versions"] if v["version"] == version), "END")
-        return f"Unloaded v{version} (now {state})"
+        entry = find_version(result, version)
+        return f"Unloaded v{version} (now {entry['state'] if entry else 'END'})"
 
     def _run(self, action: Callable[[], str]) -> None:
         """A click: show the server's answer or error, then refresh; never raises."""
