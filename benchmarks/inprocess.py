@@ -8,10 +8,12 @@ whose only model, ``noop``, is loaded by a fake loader factory into :class:`Noop
 signature ``x`` float [-1, 1] -> ``x``, so it is batchable). It waits for ``noop/1`` to be
 AVAILABLE, then drives, from T threads each, back to back:
 
-- ``rest_batching``: ``v1.begin_predict`` (JSON parse, route, decode) + ``submit_predict`` (batch
-  scheduler) ``.result()`` + ``v1.finish_predict`` (JSON encode), i.e. what a REST predict does
-  minus HTTP, with batching on (the server's default parameters);
-- ``rest_unbatched``: the same with batching off (``submit_predict`` runs on a request thread);
+- ``dataplane_batching``: a request through the data plane, as a front end makes it, minus
+  the transport: ``dataplane.admit()``, ``begin_predict`` (route, signature, decode: the row
+  becomes a float32 array), ``submit_predict`` (batch scheduler) ``.result()``, encode (the
+  output back to a list) and release; batching on (the server's default parameters);
+- ``dataplane_unbatched``: the same with batching off (``submit_predict`` runs on a request
+  thread);
 - ``core_batching``: ``manager.acquire()`` + ``scheduler.schedule(...).result()`` + ``release()``:
   the manager and scheduler alone, no JSON;
 - ``manager_only``: ``manager.acquire()`` + ``release()``.
@@ -37,11 +39,11 @@ import numpy as np
 from benchmarks.timing import call_for
 from jupyter_tfserving.core.servable import ExampleBatch, LoadSpec, SignatureInfo, TensorInfo
 from jupyter_tfserving.core.state import ServableId, ServableState
-from jupyter_tfserving.rest import v1
+from jupyter_tfserving.dataplane import ModelRef
 from jupyter_tfserving.service import ModelService, ServiceOptions
 
 MODEL = "noop"
-BODY = b'{"instances": [[1.0]]}'
+ROW = [[1.0]]
 TF_SERVING_CLAIM_PER_CORE = 100_000.0
 
 _SIGNATURE = SignatureInfo(
@@ -93,20 +95,24 @@ def make_service(model_root: str, batching: bool, request_threads: int) -> Model
     return service
 
 
-def rest_path(service: ModelService) -> Callable[[], None]:
-    ref = v1.ModelRef(MODEL)
+def dataplane_path(service: ModelService) -> Callable[[], None]:
+    dataplane, ref = service.dataplane, ModelRef(MODEL)
+
+    def decode(signature: SignatureInfo) -> dict[str, np.ndarray]:
+        return {"x": np.asarray(ROW, np.float32)}
 
     def call() -> None:
-        c = v1.begin_predict(service, ref, BODY)
-        outputs = service.submit_predict(c).result()
-        v1.finish_predict(c, outputs)
+        with dataplane.admit():
+            c = dataplane.begin_predict(ref, None, decode)
+            outputs = dataplane.submit_predict(c).result()
+            outputs["x"].tolist()
 
     return call
 
 
 def core_path(service: ModelService) -> Callable[[], None]:
     manager, scheduler = service.manager, service.scheduler
-    params = service.batching_parameters(MODEL)
+    params = service.dataplane.batching_parameters(MODEL)
     inputs = {"x": np.ones((1, 1), np.float32)}
     key = (MODEL, 1, "serving_default", (("x", "<f4", (1,)),))
 
@@ -149,8 +155,8 @@ def drive(call: Callable[[], None], threads: int, seconds: float) -> dict[str, A
 
 
 VARIANTS: dict[str, tuple[bool, Callable[[ModelService], Callable[[], None]]]] = {
-    "rest_batching": (True, rest_path),
-    "rest_unbatched": (False, rest_path),
+    "dataplane_batching": (True, dataplane_path),
+    "dataplane_unbatched": (False, dataplane_path),
     "core_batching": (True, core_path),
     "manager_only": (True, manager_path),
 }

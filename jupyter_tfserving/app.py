@@ -12,17 +12,16 @@ import asyncio
 import os
 from typing import Any
 
-from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, default, validate
 
 from .batching import BatchingParameters, read_batching_parameters_file
-
+from .core import defaults
 from .core.manager import ManagerOptions
 from .rest.handlers import SERVICE_SETTING
 from .rest.routes import api_handlers
-from .service import CONFIG_FILE_NAME, ModelService, ServiceOptions, load_signing_key
+from .service import ModelService, ServiceOptions, load_signing_key
 
 # Set in the server's environment (so kernels it starts inherit them) while the extension runs:
 # where the REST API is and the token that opens it. The kernel-side client reads them.
@@ -50,20 +49,20 @@ class TFServingApp(ExtensionApp):
         "model_root is served with the latest(1) version policy.",
     )
     file_system_poll_wait_seconds = Float(
-        1.0,
+        defaults.FILE_SYSTEM_POLL_WAIT_SECONDS,
         config=True,
         help="Seconds between scans of the repository for new or removed versions "
         "(TF Serving's --file_system_poll_wait_seconds). 0 scans once at start.",
     )
     model_config_file_poll_wait_seconds = Float(
-        1.0,
+        defaults.MODEL_CONFIG_FILE_POLL_WAIT_SECONDS,
         config=True,
         help="Seconds between checks of the config file for changes "
         "(TF Serving's --model_config_file_poll_wait_seconds, whose default 0 means read once; "
         "here the default re-reads it, because notebooks edit it). 0 reads it once.",
     )
     url_prefix = Unicode(
-        "tfserving",
+        defaults.URL_PREFIX,
         config=True,
         help="Where the REST API is mounted, under the server's base_url: "
         "{base_url}{url_prefix}/v1/models/...",
@@ -75,26 +74,26 @@ class TFServingApp(ExtensionApp):
         "(TF Serving's flag of the same name).",
     )
     max_num_load_retries = Int(
-        5,
+        defaults.MAX_NUM_LOAD_RETRIES,
         config=True,
         help="How many times a failed load is retried before the version goes to END with "
         "its error (TF Serving's --max_num_load_retries).",
     )
     load_retry_interval_seconds = Float(
-        1.0,
+        defaults.LOAD_RETRY_INTERVAL_SECONDS,
         config=True,
         help="Seconds between load retries (TF Serving's --load_retry_interval_micros, "
         "whose default is one minute; shorter here so a broken version shows its error soon).",
     )
     rest_api_timeout_in_ms = Int(
-        30000,
+        defaults.REST_API_TIMEOUT_IN_MS,
         config=True,
         help="Deadline of one REST request in milliseconds (TF Serving's "
         "--rest_api_timeout_in_ms); a request past it answers 504. 0 means no deadline.",
     )
-    num_load_threads = Int(2, config=True, help="Threads that load and unload models.")
+    num_load_threads = Int(defaults.NUM_LOAD_THREADS, config=True, help="Threads that load and unload models.")
     num_request_threads = Int(
-        8,
+        defaults.NUM_REQUEST_THREADS,
         config=True,
         help="Threads that decode requests, run models and encode answers, off the IOLoop.",
     )
@@ -160,7 +159,7 @@ class TFServingApp(ExtensionApp):
         "outside model_root. Default: <jupyter data dir>/tfserving/signing_key.",
     )
     max_upload_bytes = Int(
-        4 << 30,
+        defaults.MAX_UPLOAD_BYTES,
         config=True,
         help="Largest published version (unpacked size of the uploaded archive), in bytes. An "
         "upload body larger than this is answered 413 before it is unpacked. Uploads larger "
@@ -168,7 +167,7 @@ class TFServingApp(ExtensionApp):
         "that too to publish bigger versions.",
     )
     max_request_bytes = Int(
-        64 << 20,
+        defaults.MAX_REQUEST_BYTES,
         config=True,
         help="Largest body, in bytes, of a v1 or management JSON request (uploads of versions "
         "are limited by max_upload_bytes instead); a larger one is answered 413 before it is "
@@ -177,14 +176,14 @@ class TFServingApp(ExtensionApp):
         "a closed connection: a limit above ServerApp.max_body_size has no effect.",
     )
     max_json_depth = Int(
-        64,
+        defaults.MAX_JSON_DEPTH,
         config=True,
         help="Deepest nesting of arrays and objects in a JSON request body (the top-level "
         "object is level 1: {\"instances\": [[1.0]]} reaches level 3); deeper is answered 400 "
         "before the body is parsed.",
     )
     max_tensor_elements = Int(
-        1 << 24,
+        defaults.MAX_TENSOR_ELEMENTS,
         config=True,
         help="Most values (numbers, strings, booleans, nulls) in one JSON request body: for "
         "predict, the elements of all its input tensors; for classify and regress, the feature "
@@ -195,11 +194,11 @@ class TFServingApp(ExtensionApp):
 
     @default("signing_key_file")
     def _default_signing_key_file(self) -> str:
-        return os.path.join(jupyter_data_dir(), "tfserving", "signing_key")
+        return defaults.default_signing_key_file()
 
     @default("model_root")
     def _default_model_root(self) -> str:
-        return os.path.join(jupyter_data_dir(), "tfserving", "models")
+        return defaults.default_model_root()
 
     @validate("url_prefix")
     def _validate_url_prefix(self, proposal: dict[str, Any]) -> str:
@@ -232,9 +231,8 @@ class TFServingApp(ExtensionApp):
             file_system_poll_wait_seconds=self.file_system_poll_wait_seconds,
             model_config_file_poll_wait_seconds=self.model_config_file_poll_wait_seconds,
             num_request_threads=self.num_request_threads,
-            request_timeout_seconds=(
-                self.rest_api_timeout_in_ms / 1000 if self.rest_api_timeout_in_ms > 0 else None
-            ),
+            request_timeout_seconds=defaults.request_timeout_seconds(
+                self.rest_api_timeout_in_ms),
             batching=self.batching_options(),
             signing_key=load_signing_key(os.path.abspath(os.path.expanduser(
                 self.signing_key_file))),
@@ -308,7 +306,8 @@ class TFServingApp(ExtensionApp):
             "jupyter_tfserving: REST API at %s (models from %s%s)",
             url,
             self.service.model_root,
-            f", config {self.service.config_path}" if self.service.config_path else "",
+            f", config {self.service.control.config_path}" if self.service.control.config_path
+            else "",
         )
 
     def _publish_environment(self, serverapp: Any) -> None:
@@ -340,4 +339,4 @@ def main(argv: list[str] | None = None) -> None:
     TFServingApp.launch_instance(argv)
 
 
-__all__ = ["TFServingApp", "main", "CONFIG_FILE_NAME"]
+__all__ = ["TFServingApp", "main"]

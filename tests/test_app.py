@@ -50,7 +50,7 @@ app.initialize(argv=["--allow-root", "--port=0", "--ServerApp.open_browser=False
                      "--ServerApp.jpserver_extensions={{'jupyter_tfserving': True}}"],
                find_extensions=False)
 ext = app.web_app.settings["jupyter_tfserving.service"]
-ext.reload()
+ext.control.reload()
 print("LOADED" if "jupyter_tfserving" in app.extension_manager.extensions else "MISSING")
 print("TF" if any(m == "tensorflow" or m.startswith("tensorflow.") for m in sys.modules) else "NO-TF")
 """

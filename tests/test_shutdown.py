@@ -37,7 +37,7 @@ from jupyter_tfserving.core.servable import SignatureInfo, TensorInfo
 from jupyter_tfserving.core.state import ServableState
 from jupyter_tfserving.core.status import Code, ServingError
 from jupyter_tfserving.platforms.python import write_python_version
-from jupyter_tfserving.rest.v1 import PredictCall
+from jupyter_tfserving.dataplane import ModelRef
 from jupyter_tfserving.service import ModelService, ServiceOptions
 
 from .jupyter_process import JupyterServer, child_env
@@ -202,10 +202,10 @@ class _GatedServable:
 
 
 def test_service_stop_drains_queued_batches_and_refuses_new_work(tmp_path):
-    """``ModelService.stop``: a run in progress and batches still queued finish; a new predict,
-    and request-thread work once stopped, get UNAVAILABLE (503), never a RuntimeError (500)."""
+    """``ModelService.stop``: a run in progress, batches still queued and admitted requests
+    finish; a request admitted after the stop began gets UNAVAILABLE (503)."""
     (tmp_path / "models" / "m" / "1").mkdir(parents=True)
-    gate, thread_gate = threading.Event(), threading.Event()
+    gate = threading.Event()
     servable = _GatedServable(gate)
 
     class Loader:
@@ -223,21 +223,23 @@ def test_service_stop_drains_queued_batches_and_refuses_new_work(tmp_path):
         service.manager.wait_for("m", 1, [ServableState.AVAILABLE], 10)
 
         def submit(x: float):
-            call = PredictCall(service.manager.acquire("m"), "serving_default", GATED_SIGNATURE,
-                               {"x": np.array([x], np.float32)}, True)
-            return service.submit_predict(call)
+            """One request: admitted (UNAVAILABLE once stopping), routed, submitted."""
+            with service.dataplane.admit():
+                call = service.dataplane.begin_predict(
+                    ModelRef("m"), None, lambda signature: {"x": np.array([x], np.float32)})
+                return service.dataplane.submit_predict(call)
 
         running = submit(1.0)  # holds the only batch thread
         assert servable.started.acquire(timeout=10)
         queued = [submit(2.0), submit(3.0)]  # wait in the queue for a batch
-        on_thread = service.executor.submit(thread_gate.wait, 10)  # request-thread work
+        encoding = service.dataplane.admit()  # a request still encoding its answer
 
         stopper.start()
         deadline = time.monotonic() + 10
-        while True:  # until stop() has begun: the first predict refused
+        while True:  # until stop() has begun: the first request refused
             assert time.monotonic() < deadline
             try:
-                queued.append(submit(4.0))  # accepted before stop() began: in flight too
+                queued.append(submit(4.0))  # admitted before stop() began: in flight too
             except ServingError as exc:
                 assert (exc.code, exc.message) == (Code.UNAVAILABLE,
                                                    "The model server is shutting down")
@@ -245,8 +247,7 @@ def test_service_stop_drains_queued_batches_and_refuses_new_work(tmp_path):
             time.sleep(0.01)
         time.sleep(0.1)
         assert stopper.is_alive()  # draining: nothing in flight was cut off
-        thread_gate.set()
-        assert on_thread.result(10) is True
+        encoding.release()
         time.sleep(0.2)
         assert stopper.is_alive()  # still draining: batches are in flight
         assert not running.done() and not any(f.done() for f in queued)
@@ -257,20 +258,14 @@ def test_service_stop_drains_queued_batches_and_refuses_new_work(tmp_path):
         assert all(f.result(10)["y"].tolist() == [8.0] for f in queued[2:])
         stopper.join(10)
         assert not stopper.is_alive()
-        with pytest.raises(ServingError) as err:
-            service.executor.submit(print)
-        assert err.value.code == Code.UNAVAILABLE
         assert service.manager.refcounts("m") == {}  # every handle released, version unloaded
-        # a predict routed after the versions are gone hears why: 503, not 404 "not found"
-        from jupyter_tfserving.rest.v1 import ModelRef, begin_predict
-
+        # a request after the stop hears why: 503, not 404 "not found" for unloaded versions
         with pytest.raises(ServingError) as err:
-            begin_predict(service, ModelRef("m"), b'{"instances": [1.0]}')
+            service.dataplane.admit()
         assert (err.value.code, err.value.message) == (Code.UNAVAILABLE,
                                                        "The model server is shutting down")
     finally:
         gate.set()
-        thread_gate.set()
         if not stopper.is_alive() and stopper.ident is None:
             service.stop(5)
         stopper.join(10)

@@ -1,13 +1,16 @@
 """Version archives: how a version directory travels from a kernel to the server (DESIGN §2).
 
 The kernel client packs a version directory with :func:`pack_directory`; the server's upload path
-unpacks the uploaded bytes with :func:`unpack_version_archive` into an empty staging directory on
-the repository's file system, then renames it into place (publishing stays atomic).
+(``admin.publish_version``) unpacks the uploaded bytes with :func:`unpack_version_archive` into an
+empty staging directory, then renames it into place (publishing stays atomic).
 
-Unpacking trusts nothing in the archive. Every member is checked before anything is written: only
-regular files and directories, relative names without ``..``, nothing that lands outside the
-destination, bounded member count and total size. Files are written by this module (never by
-``tarfile.extractall``) with fixed modes; owners, times and archive modes are dropped.
+Unpacking trusts nothing in the archive. Every header is checked before anything is written, by
+tarfile's ``data`` extraction filter (PEP 706: devices, FIFOs, unknown types, paths that resolve
+outside the destination) and by hand for what the filter allows: links of any kind, absolute
+names (it strips the ``/``), ``..`` (it allows one that stays inside), duplicate or
+file/directory-conflicting names, and archive bombs (member count, unpacked size). tarfile then
+extracts under the same filter, with modes fixed to 0o644/0o755 and owners and times dropped.
+Needs extraction filters (Python 3.10.12+, 3.11.4+); without them unpacking, not importing, fails.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import stat
 import tarfile
 import tempfile
 import zlib
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from .status import Code, ServingError
 
@@ -40,13 +43,20 @@ _SPOOL_IN_MEMORY = 64 << 20
 # a tar archive or that ends early.
 _READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
 
+_Filter = Callable[[tarfile.TarInfo, str], tarfile.TarInfo]
+
 
 def _refuse(message: str) -> ServingError:
     return ServingError(Code.INVALID_ARGUMENT, message)
 
 
-def _not_a_tar(e: BaseException) -> ServingError:
+def _not_a_tar(e: object) -> ServingError:
     return _refuse(f"Not a valid tar archive: {e}")
+
+
+def _filter_refusal(e: tarfile.FilterError) -> ServingError:
+    hint = isinstance(e, tarfile.SpecialFileError)
+    return _refuse(f"Archive member refused: {e}" + (" (not a file or directory)" if hint else ""))
 
 
 def _member_parts(member: tarfile.TarInfo) -> tuple[str, ...]:
@@ -64,25 +74,6 @@ def _member_parts(member: tarfile.TarInfo) -> tuple[str, ...]:
     if ".." in parts:
         raise _refuse(f"Archive member {name!r} has a '..' path component")
     return parts
-
-
-def _kind_refusal(member: tarfile.TarInfo) -> ServingError:
-    name = member.name
-    if member.issym():
-        what = f"a symbolic link (to {member.linkname!r})"
-    elif member.islnk():
-        what = f"a hard link (to {member.linkname!r})"
-    elif member.ischr():
-        what = "a character device"
-    elif member.isblk():
-        what = "a block device"
-    elif member.isfifo():
-        what = "a FIFO"
-    else:
-        what = f"of unsupported type {member.type!r}"
-    return _refuse(
-        f"Archive member {name!r} is {what}; only regular files and directories are allowed"
-    )
 
 
 def _spool(stream: BinaryIO, limit: int) -> BinaryIO:
@@ -103,12 +94,36 @@ def _spool(stream: BinaryIO, limit: int) -> BinaryIO:
     return spooled  # type: ignore[return-value]
 
 
+def _data_filter() -> _Filter:
+    """tarfile's ``data`` filter, looked up at unpack time (an old Python still imports us)."""
+    data_filter: _Filter | None = getattr(tarfile, "data_filter", None)
+    if data_filter is None:
+        raise ServingError(
+            Code.UNIMPLEMENTED,
+            "Publishing needs tarfile extraction filters (PEP 706: Python 3.10.12+, 3.11.4+ or "
+            "3.12+); this server runs an older Python",
+        )
+    return data_filter
+
+
+def _fixed_modes(data_filter: _Filter) -> _Filter:
+    """The extraction filter: the library's ``data`` filter, then fixed modes and no times."""
+
+    def extraction_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+        member = data_filter(member, dest)
+        mode = DIR_MODE if member.isdir() else FILE_MODE
+        return member.replace(mode=mode, mtime=None, deep=False)  # type: ignore[arg-type]
+
+    return extraction_filter
+
+
 def _check_members(
-    tar: tarfile.TarFile, max_bytes: int, max_members: int
-) -> list[tuple[tarfile.TarInfo, tuple[str, ...]]]:
-    """Read every header and check every member; nothing is written. Returns the members to
-    write with their path components, in archive order."""
-    checked: list[tuple[tarfile.TarInfo, tuple[str, ...]]] = []
+    tar: tarfile.TarFile, root: str, data_filter: _Filter, max_bytes: int, max_members: int
+) -> list[tarfile.TarInfo]:
+    """Read every header and check every member; nothing is written. Returns what to extract, in
+    archive order, with a directory member added for each implied parent (tarfile would create
+    those with the umask's mode)."""
+    checked: list[tarfile.TarInfo] = []
     # path components -> "file" | "dir", implied parent directories included.
     kinds: dict[tuple[str, ...], str] = {}
     count = 0
@@ -123,20 +138,34 @@ def _check_members(
         count += 1
         if count > max_members:
             raise _refuse(f"Archive has more than {max_members} members")
-        if not (member.isreg() or member.isdir()):
-            raise _kind_refusal(member)
+        if member.issym() or member.islnk():
+            raise _refuse(
+                f"Archive member {member.name!r} is a {'symbolic' if member.issym() else 'hard'} "
+                f"link (to {member.linkname!r}); only regular files and directories are allowed"
+            )
         parts = _member_parts(member)
+        try:
+            data_filter(member, root)  # the library's verdict, before anything is written
+        except tarfile.FilterError as e:
+            raise _filter_refusal(e) from None
+        if not (member.isreg() or member.isdir()):  # the filter refuses these; never rely on it
+            raise _refuse(f"Archive member {member.name!r} of type {member.type!r} is refused")
         if not parts:
             if member.isdir():
                 continue
             raise _refuse(f"Archive member {member.name!r} is a file without a name")
         for i in range(1, len(parts)):
-            if kinds.get(parts[:i]) == "file":
+            kind = kinds.get(parts[:i])
+            if kind == "file":
                 raise _refuse(
                     f"Archive member {member.name!r} is inside {'/'.join(parts[:i])!r}, "
                     "which the archive has as a file"
                 )
-            kinds[parts[:i]] = "dir"
+            if kind is None:
+                kinds[parts[:i]] = "dir"
+                implied = tarfile.TarInfo("/".join(parts[:i]))
+                implied.type = tarfile.DIRTYPE
+                checked.append(implied)
         previous = kinds.get(parts)
         if member.isreg():
             if previous is not None:
@@ -157,47 +186,8 @@ def _check_members(
                     f"Archive member {member.name!r} appears as both a file and a directory"
                 )
             kinds[parts] = "dir"
-        checked.append((member, parts))
+        checked.append(member)
     return checked
-
-
-def _make_dirs(root: str, parts: tuple[str, ...]) -> None:
-    """Create ``root/parts...`` one level at a time with DIR_MODE; every level must be a real
-    directory (never followed through a link)."""
-    path = root
-    for part in parts:
-        path = os.path.join(path, part)
-        try:
-            os.mkdir(path, DIR_MODE)
-            os.chmod(path, DIR_MODE)  # mkdir's mode is masked by the umask
-        except FileExistsError:
-            if not stat.S_ISDIR(os.lstat(path).st_mode):
-                raise _refuse(f"Archive path {'/'.join(parts)!r} is not a directory") from None
-
-
-def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> None:
-    source = tar.extractfile(member)
-    if source is None:  # pragma: no cover - isreg() members always have a file object
-        raise _refuse(f"Archive member {member.name!r} has no data")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    flags |= getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags, FILE_MODE)
-    with os.fdopen(fd, "wb") as out:
-        os.fchmod(out.fileno(), FILE_MODE)  # os.open's mode is masked by the umask
-        written = 0
-        while True:
-            try:
-                chunk = source.read(_CHUNK)
-            except _READ_ERRORS as e:
-                raise _not_a_tar(e) from None
-            if not chunk:
-                break
-            written += len(chunk)
-            out.write(chunk)
-    if written != member.size:
-        raise _not_a_tar(
-            ValueError(f"member {member.name!r} is truncated ({written} of {member.size} bytes)")
-        )
 
 
 def unpack_version_archive(
@@ -210,19 +200,23 @@ def unpack_version_archive(
     """Unpack a tar archive (plain or gzip, autodetected) of one version directory into ``dest``.
 
     Called by the server's upload path, on a worker thread, with the uploaded bytes (or a binary
-    file object positioned at the archive) and an existing, empty staging directory.
+    file object positioned at the archive) and an existing, empty staging directory that nothing
+    else writes to while this runs.
 
     Raises ``ServingError(INVALID_ARGUMENT)`` naming the offending member for: absolute names,
     ``..`` components, anything but regular files and directories (symlinks, hard links, devices,
-    FIFOs, ...), names that escape ``dest``, duplicate or file/directory-conflicting names, more
-    than ``max_members`` members, more than ``max_bytes`` of file data, and ("Not a valid tar
-    archive: ...") input that is not a tar archive or ends early. Every header is checked before
-    the first file is written; data errors (a truncated last member) can still surface while
-    writing. On any error ``dest`` may hold part of the archive: the caller deletes it.
+    FIFOs, ...), names that escape ``dest`` (tarfile's data filter decides), duplicate or
+    file/directory-conflicting names, more than ``max_members`` members, more than ``max_bytes``
+    of file data, and ("Not a valid tar archive: ...") input that is not a tar archive or ends
+    early. Every header is checked before the first file is written; data errors (a truncated
+    last member) can still surface while writing. On any error ``dest`` may hold part of the
+    archive: the caller deletes it. ``ServingError(UNIMPLEMENTED)`` if this Python's tarfile has
+    no extraction filters; ``FAILED_PRECONDITION`` if ``dest`` is not an empty directory.
 
-    Files are written with mode 0o644 and directories 0o755, whatever the archive says.
-    Write failures of the file system (disk full) propagate as ``OSError``.
+    Files are written with mode 0o644 and directories 0o755, whatever the archive or the umask
+    says. Write failures of the file system (disk full) propagate as ``OSError``.
     """
+    data_filter = _data_filter()
     if not os.path.isdir(dest):
         raise ServingError(
             Code.FAILED_PRECONDITION, f"Unpack destination {dest} is not a directory"
@@ -241,23 +235,25 @@ def unpack_version_archive(
         stream = data
     try:
         try:
-            tar = tarfile.open(fileobj=stream, mode="r:*")
+            # errorlevel 2: a chmod that fails raises instead of leaving the archive's mode.
+            tar = tarfile.open(fileobj=stream, mode="r:*", errorlevel=2)
         except _READ_ERRORS as e:
             raise _not_a_tar(e) from None
         with tar:
-            members = _check_members(tar, max_bytes, max_members)
-            for member, parts in members:
-                path = os.path.join(root, *parts)
-                # Redundant with the component checks; kept as the last word on escaping.
-                if os.path.commonpath([root, os.path.normpath(path)]) != root:
-                    raise _refuse(f"Archive member {member.name!r} escapes the destination")
-                if member.isdir():
-                    _make_dirs(root, parts)
-                    continue
-                _make_dirs(root, parts[:-1])
+            members = _check_members(tar, root, data_filter, max_bytes, max_members)
+            extraction_filter = _fixed_modes(data_filter)
+            for member in members:
                 try:
-                    _write_file(tar, member, path)
+                    tar.extract(member, root, filter=extraction_filter)
+                except tarfile.FilterError as e:
+                    raise _filter_refusal(e) from None
+                except tarfile.ExtractError as e:  # a chmod failed: the file system's doing
+                    raise OSError(f"Cannot unpack {member.name!r}: {e}") from e
+                except (tarfile.TarError, EOFError, zlib.error) as e:
+                    raise _not_a_tar(f"member {member.name!r}: {e}") from None
                 except OSError as e:
+                    if e.errno is None:  # decompressors (gzip.BadGzipFile, bz2) set no errno
+                        raise _not_a_tar(f"member {member.name!r}: {e}") from None
                     if e.errno in (errno.ENAMETOOLONG, errno.EILSEQ):
                         raise _refuse(
                             f"Archive member {member.name!r} cannot be written: {e.strerror}"

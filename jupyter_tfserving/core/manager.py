@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import random
 import threading
 import time
@@ -31,9 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Collection, Mapping
 
+from . import defaults
 from .handle import ServableHandle
 from .servable import Loader, LoadSpec, Servable
 from .state import ServableId, ServableState, VersionStatus
+from .routing import unversioned_route
 from .status import (
     Code,
     ServingError,
@@ -42,14 +43,11 @@ from .status import (
     not_found,
 )
 from .transition_policy import Snapshot, get_policy
+from .validation import check_canary_weight, check_label, check_model_name, check_version
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[ServableId, VersionStatus], None]
-
-STABLE_LABEL = "stable"
-CANARY_LABEL = "canary"
-
 
 @dataclass
 class ManagerOptions:
@@ -62,11 +60,15 @@ class ManagerOptions:
     AVAILABLE. ``num_load_threads``: worker threads for loads and unloads together.
     """
 
-    max_num_load_retries: int = 5
-    load_retry_interval_seconds: float = 1.0
+    max_num_load_retries: int = defaults.MAX_NUM_LOAD_RETRIES
+    load_retry_interval_seconds: float = defaults.LOAD_RETRY_INTERVAL_SECONDS
     transition_policy: str = "availability_preserving"
     allow_version_labels_for_unavailable_models: bool = False
-    num_load_threads: int = 2
+    num_load_threads: int = defaults.NUM_LOAD_THREADS
+    # END versions no source aspires any more are kept in the status history (TF Serving lists
+    # them) up to this many per model; older ones are forgotten, so memory stays bounded
+    # however many versions come and go.
+    max_end_versions_kept: int = defaults.MAX_END_VERSIONS_KEPT
 
     def validate(self) -> None:
         """Raise INVALID_ARGUMENT for an option out of range or an unknown policy."""
@@ -76,6 +78,8 @@ class ManagerOptions:
             raise invalid_argument("load_retry_interval_seconds must be >= 0")
         if self.num_load_threads < 1:
             raise invalid_argument("num_load_threads must be >= 1")
+        if self.max_end_versions_kept < 0:
+            raise invalid_argument("max_end_versions_kept must be >= 0")
         get_policy(self.transition_policy)
 
 
@@ -115,24 +119,6 @@ def _as_serving_error(exc: BaseException) -> ServingError:
     if isinstance(exc, ServingError):
         return exc
     return ServingError(Code.UNKNOWN, str(exc) or type(exc).__name__)
-
-
-def _check_name(name: object) -> str:
-    if not isinstance(name, str) or not name:
-        raise invalid_argument(f"Invalid model name {name!r}")
-    return name
-
-
-def _check_version(version: object) -> int:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise invalid_argument(f"Invalid version {version!r}: a version is an integer >= 0")
-    return version
-
-
-def _check_label(label: object) -> str:
-    if not isinstance(label, str) or not label:
-        raise invalid_argument(f"Invalid version label {label!r}")
-    return label
 
 
 def _unavailable_label_error(name: str, version: int) -> ServingError:
@@ -191,8 +177,8 @@ class Manager:
         failed load) is not loaded again. A START version that stops being aspired goes to END
         without being loaded. Ignored once ``stop()`` has been called.
         """
-        _check_name(name)
-        wanted = {_check_version(v): spec for v, spec in versions.items()}
+        check_model_name(name)
+        wanted = {check_version(v): spec for v, spec in versions.items()}
         with self._cond:
             if self._stopping:
                 log.debug("Manager stopped; ignoring aspired versions of %r", name)
@@ -246,15 +232,13 @@ class Manager:
             return self._available(name, model, model.labels[label])
         if model is None:
             raise _latest_not_found(name)
-        stable = model.labels.get(STABLE_LABEL)
-        if stable is not None:
-            canary = model.labels.get(CANARY_LABEL)
-            if canary is not None and canary != stable and model.canary_weight > 0:
-                if self._rng.random() < model.canary_weight:
-                    rec = model.versions.get(canary)
-                    if rec is not None and rec.state is ServableState.AVAILABLE:
-                        return rec
-            return self._available(name, model, stable)
+        route = unversioned_route(model.labels, model.canary_weight)
+        if route.canary is not None and self._rng.random() < route.weight:
+            rec = model.versions.get(route.canary)
+            if rec is not None and rec.state is ServableState.AVAILABLE:
+                return rec
+        if route.primary is not None:
+            return self._available(name, model, route.primary)
         available = [r for r in model.versions.values() if r.state is ServableState.AVAILABLE]
         if not available:
             raise _latest_not_found(name)
@@ -287,8 +271,8 @@ class Manager:
         kept pending and set when its version becomes AVAILABLE, and until then a label that
         already existed keeps its current version.
         """
-        _check_name(name)
-        wanted = {_check_label(k): _check_version(v) for k, v in labels.items()}
+        check_model_name(name)
+        wanted = {check_label(k): check_version(v) for k, v in labels.items()}
         allow = self._options.allow_version_labels_for_unavailable_models
         with self._cond:
             model = self._models.get(name)
@@ -315,9 +299,9 @@ class Manager:
         """Point ``label`` at ``version`` now (TF Serving's rule: the version must be
         AVAILABLE unless allowed by the options, else FAILED_PRECONDITION). Cancels any pending
         assignment of the label."""
-        _check_name(name)
-        _check_label(label)
-        _check_version(version)
+        check_model_name(name)
+        check_label(label)
+        check_version(version)
         with self._cond:
             model = self._models.get(name)
             if not (self._options.allow_version_labels_for_unavailable_models
@@ -351,12 +335,10 @@ class Manager:
     def set_canary_weight(self, name: str, weight: float) -> None:
         """The fraction of unversioned, unlabelled requests that go to ``canary`` while
         ``stable`` is set; ``0 <= weight <= 1`` else INVALID_ARGUMENT."""
-        _check_name(name)
-        if (isinstance(weight, bool) or not isinstance(weight, (int, float))
-                or math.isnan(weight) or not 0.0 <= weight <= 1.0):
-            raise invalid_argument(f"Canary weight must be between 0 and 1, got {weight!r}")
+        check_model_name(name)
+        weight = check_canary_weight(weight)
         with self._cond:
-            self._models.setdefault(name, _Model()).canary_weight = float(weight)
+            self._models.setdefault(name, _Model()).canary_weight = weight
 
     def canary_weight(self, name: str) -> float:
         """The model's canary weight; 0.0 for an unknown model."""
@@ -379,7 +361,7 @@ class Manager:
 
     def version_statuses(self, name: str) -> list[VersionStatus]:
         """Every version of the model, highest first, END ones included (failed loads are END
-        with their error). NOT_FOUND ``Could not find any versions of model X`` when the model
+        with their error; see ``ManagerOptions.max_end_versions_kept``). NOT_FOUND ``Could not find any versions of model X`` when the model
         is unknown or has no versions (TF Serving's GetModelStatus)."""
         with self._cond:
             model = self._models.get(name)
@@ -499,7 +481,9 @@ class Manager:
         self._cond.notify_all()
 
     def _reconcile(self, model: _Model) -> None:
-        """Ask the policy what to do next and start it (loads and closes go to workers)."""
+        """Ask the policy what to do next and start it (loads and closes go to workers);
+        forget the oldest END versions past ``max_end_versions_kept``."""
+        self._forget_old_versions(model)
         if self._stopping:
             for rec in model.versions.values():
                 if rec.state is ServableState.AVAILABLE:
@@ -513,6 +497,13 @@ class Manager:
                 self._executor.submit(self._run_task, self._load, rec, rec.spec)
             elif action.kind == "unload" and rec.state is ServableState.AVAILABLE:
                 self._begin_unload(rec)
+
+    def _forget_old_versions(self, model: _Model) -> None:
+        ended = [r for r in model.versions.values()
+                 if r.state is ServableState.END and not r.aspired]
+        for rec in sorted(ended, key=lambda r: r.since)[
+                :max(0, len(ended) - self._options.max_end_versions_kept)]:
+            del model.versions[rec.id.version]
 
     def _begin_unload(self, rec: _Version) -> None:
         self._set_state(rec, ServableState.UNLOADING)

@@ -6,30 +6,10 @@ directories of the repository (``core.repository``); consumed by ``core.source``
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from .status import invalid_argument
 from .version_policy import Latest, VersionPolicy
-
-# A model name is one safe path component: letters, digits, '_', '-', '.', not starting with '.'.
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
-
-
-def is_valid_model_name(name: str) -> bool:
-    """True when ``name`` can be a model name and a directory name under the repository."""
-    return bool(_MODEL_NAME.match(name)) and name not in (".", "..")
-
-
-def check_model_name(name: str) -> str:
-    """Return ``name`` or raise INVALID_ARGUMENT explaining what a model name may contain."""
-    if not isinstance(name, str) or not is_valid_model_name(name):
-        raise invalid_argument(
-            f"Invalid model name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
-            "not starting with '.' or '-'"
-        )
-    return name
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 
-from .model_spec import ModelSpec, is_valid_model_name
+from .model_spec import ModelSpec
+from .validation import is_valid_model_name
 
 
 def parse_version(dirname: str) -> int | None:

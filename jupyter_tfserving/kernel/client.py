@@ -94,10 +94,21 @@ class TFServingClient:
     def model(self, name: str) -> dict[str, Any]:
         return self.call("GET", f"/api/models/{name}")
 
-    def publish(self, name: str, archive: bytes, version: int | None = None) -> dict[str, Any]:
-        params = {"version": str(version)} if version is not None else None
-        return self.call("POST", f"/api/models/{name}/versions", data=archive, params=params,
-                         headers={"Content-Type": "application/gzip"}, timeout=600)
+    def publish(self, name: str, archive: bytes, version: int | None = None, *,
+                rollout: str | None = None, weight: float | None = None,
+                timeout: float = 600.0) -> dict[str, Any]:
+        """Upload a packed version; with ``rollout`` ("stable" or "canary" with ``weight``) the
+        server also waits for it to load and rolls it out before answering."""
+        params: dict[str, str] = {}
+        if version is not None:
+            params["version"] = str(version)
+        if rollout is not None:
+            params["rollout"] = rollout
+        if weight is not None:
+            params["weight"] = repr(float(weight))
+        return self.call("POST", f"/api/models/{name}/versions", data=archive,
+                         params=params or None, headers={"Content-Type": "application/gzip"},
+                         timeout=timeout)
 
     def set_label(self, name: str, label: str, version: int) -> dict[str, Any]:
         return self.call("PUT", f"/api/models/{name}/labels/{label}",
@@ -112,8 +123,10 @@ class TFServingClient:
             body["version"] = version
         return self.call("POST", f"/api/models/{name}:canary", json_body=body)
 
-    def promote(self, name: str) -> dict[str, Any]:
-        return self.call("POST", f"/api/models/{name}:promote")
+    def promote(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """Make the canary (or ``version``) stable."""
+        body = {"version": version} if version is not None else None
+        return self.call("POST", f"/api/models/{name}:promote", json_body=body)
 
     def rollback(self, name: str) -> dict[str, Any]:
         return self.call("POST", f"/api/models/{name}:rollback")

@@ -21,21 +21,21 @@ import socket
 import threading
 from typing import Any
 
+from ..core import defaults
+
 ENV_MODEL_ROOT = "JUPYTER_TFSERVING_MODEL_ROOT"
-PREFIX = "tfserving"
+PREFIX = defaults.URL_PREFIX
 
 
 def default_model_root() -> str:
-    from jupyter_core.paths import jupyter_data_dir
-
-    return os.environ.get(ENV_MODEL_ROOT) or os.path.join(jupyter_data_dir(), "tfserving",
-                                                          "models")
+    return os.environ.get(ENV_MODEL_ROOT) or defaults.default_model_root()
 
 
 class EmbeddedServer:
     """A ModelService with the REST API on ``127.0.0.1:<port>``, on a background thread."""
 
-    def __init__(self, model_root: str | None = None, *, file_system_poll_wait_seconds: float = 1.0
+    def __init__(self, model_root: str | None = None, *,
+                 file_system_poll_wait_seconds: float = defaults.FILE_SYSTEM_POLL_WAIT_SECONDS
                  ) -> None:
         self.model_root = os.path.abspath(model_root or default_model_root())
         self.token = secrets.token_hex(24)
@@ -53,19 +53,20 @@ class EmbeddedServer:
 
     def start(self, timeout: float = 30.0) -> None:
         """Build the service, start polling and serving; returns once the port listens."""
-        from jupyter_core.paths import jupyter_data_dir
         from jupyter_server.auth.authorizer import AllowAllAuthorizer
         from jupyter_server.auth.identity import IdentityProvider
+        from jupyter_server.serverapp import ServerApp
         from tornado import httpserver, web
 
         from ..rest.handlers import SERVICE_SETTING
         from ..rest.routes import api_handlers
         from ..service import ModelService, ServiceOptions, load_signing_key
 
-        key = load_signing_key(os.path.join(jupyter_data_dir(), "tfserving", "signing_key"))
-        self.service = ModelService(ServiceOptions(
+        options = ServiceOptions(
             model_root=self.model_root, file_system_poll_wait_seconds=self.poll_wait,
-            signing_key=key))
+            signing_key=load_signing_key(defaults.default_signing_key_file()))
+        self.service = ModelService(options)
+        body_limit = ServerApp.class_traits()["max_body_size"].default_value
         app = web.Application(
             api_handlers(f"/{PREFIX}"),
             **{
@@ -92,7 +93,9 @@ class EmbeddedServer:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             self._loop = loop
-            self._http_server = httpserver.HTTPServer(app, max_body_size=8 << 30)
+            # a Jupyter server's own body limit, so the handlers answer what they answer there
+            # (uploads stream and raise their connection's limit to max_upload_bytes)
+            self._http_server = httpserver.HTTPServer(app, max_body_size=body_limit)
             self._http_server.add_sockets([sock])
             loop.call_soon(ready.set)
             loop.run_forever()

@@ -11,8 +11,8 @@ traffic:
 - a later version without ``canary`` becomes ``stable`` (published, then promoted: the old one
   stays loaded, and ``rollback()`` puts it back).
 
-If the kernel dies midway, the repository is never half-written (the upload is atomic) and the
-new version gets no traffic until the last step.
+The server sequences all of it in the one upload request (``rollout``), so a kernel that dies
+midway leaves nothing half-done.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.model_spec import check_model_name
+from ..core.validation import check_model_name
 from ..core.status import ServingError
 from .client import ServerUnavailable, TFServingClient, TFServingError, find_server
 from .export import ExportError, export_version
@@ -91,15 +91,6 @@ def wait_until_available(client: TFServingClient, name: str, version: int,
                                f"{timeout:.0f}s (now {entry['state'] if entry else 'unknown'})")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
-
-
-def _serving_version(model: dict[str, Any]) -> int | None:
-    """The version that takes all (or the stable share of) unversioned traffic now."""
-    stable = model.get("labels", {}).get("stable")
-    if stable is not None:
-        return int(stable)
-    traffic = model.get("traffic") or {}
-    return max((int(v) for v in traffic), default=None)
 
 
 class ServedModel:
@@ -178,10 +169,7 @@ class ServedModel:
 
     def promote(self) -> dict[str, Any]:
         """Make this version ``stable`` (the old stable is kept for :meth:`rollback`)."""
-        model = self.client.model(self.name)
-        if model.get("labels", {}).get("canary") != self.version:
-            self.client.canary(self.name, 0.0, self.version)
-        return self.client.promote(self.name)
+        return self.client.promote(self.name, self.version)
 
     def rollback(self) -> dict[str, Any]:
         """End the model's canary, or put the previous stable version back."""
@@ -218,25 +206,13 @@ def serve(model: Any, name: str, version: int | None = None, canary: float | Non
     except ExportError as exc:
         raise ValueError(str(exc)) from None
     client = connect()
-    try:
-        current = client.model(name)
-    except TFServingError as exc:
-        if exc.status != 404:
-            raise
-        current = None
-    serving = _serving_version(current) if current else None
-    if serving is not None and "stable" not in current.get("labels", {}):
-        client.set_label(name, "stable", serving)  # keep it loaded while the new one arrives
-    published = client.publish(name, archive, version)
+    published = client.publish(
+        name, archive, version, rollout="canary" if canary is not None else "stable",
+        weight=float(canary) if canary is not None else None, timeout=timeout)
     served = ServedModel(client, name, published["version"], example)
-    wait_until_available(client, name, served.version, timeout)
-    if serving is not None:
-        if canary is not None:
-            client.canary(name, float(canary), served.version)
-        else:
-            served.promote()
     if not quiet:
-        share = f"{canary:.0%} canary" if canary is not None and serving is not None else "serving"
+        is_canary = (published["model"]["canary"] or {}).get("version") == served.version
+        share = f"{canary:.0%} canary" if canary is not None and is_canary else "serving"
         print(f"jupyter_tfserving: {name} version {served.version} is AVAILABLE ({share})\n"
               f"  {served.model_url}\n  {served.curl()}")
     return served

@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import ipywidgets as widgets
 import numpy as np
 
-from ..core.model_spec import check_model_name
+from ..core.validation import check_model_name
 from ..core.status import ServingError
 from .client import TFServingClient, TFServingError
 from .serving import ServedModel, find_version

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Collection, Iterable, Sequence, TypedDict
 
 # TF Serving's latency buckets: ExponentialBuckets(10, 1.8, 33), in microseconds.
 LATENCY_BUCKETS_US: tuple[float, ...] = tuple(10 * 1.8**i for i in range(33))
@@ -66,6 +66,22 @@ class Histogram:
 
 def _le(bound: float) -> str:
     return repr(float(bound))
+
+
+class LatencyJSON(TypedDict):
+    p50: float | None
+    p99: float | None
+    sum: float
+    count: int
+    buckets: list[list[str | int]]
+
+
+class VersionStatsJSON(TypedDict):
+    """One version's figures as the stats route writes them."""
+
+    request_count: int
+    error_count: int
+    latency_us: LatencyJSON
 
 
 @dataclass
@@ -139,9 +155,12 @@ class ServingStats:
             for s in queuing_seconds:
                 stats.queuing_latency_us.observe(s * 1e6)
 
-    def forget_version(self, model: str, version: int) -> None:
+    def retain_versions(self, model: str, versions: Collection[int]) -> None:
+        """Forget the per-version statistics of ``model``'s versions not in ``versions`` (the
+        service calls this as the manager forgets ended versions, so memory stays bounded)."""
         with self._lock:
-            self.versions.pop((model, version), None)
+            for key in [k for k in self.versions if k[0] == model and k[1] not in versions]:
+                del self.versions[key]
 
     def snapshot(self) -> "ServingStats":
         """A consistent deep copy, for readers that format at leisure."""
@@ -161,7 +180,7 @@ class ServingStats:
             }
         return copy
 
-    def version_json(self, model: str, version: int) -> dict[str, Any]:
+    def version_json(self, model: str, version: int) -> VersionStatsJSON:
         """Dashboard view of one version (caller passes a snapshot for consistency)."""
         stats = self.versions.get((model, version)) or VersionStats()
         h = stats.latency_us

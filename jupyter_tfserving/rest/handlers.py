@@ -1,60 +1,56 @@
-"""Tornado handlers: thin adapters from HTTP to ``rest.v1`` functions.
+"""Tornado handlers: thin adapters from HTTP to the data plane and the control plane.
 
 Every route is a jupyter_server ``APIHandler``: it needs the Jupyter login (token header,
-``?token=`` or cookie with XSRF for browser POSTs) and passes jupyter_server's authorizer with
-``auth_resource = "tfserving"`` (GET is ``read``, POST is ``write``). Work runs on the service's
-request threads; the IOLoop only parses the URL and writes bytes. All errors, including
-authentication ones, are answered as ``{"error": message}``.
+``?token=`` or cookie with XSRF for browser POSTs) and passes jupyter_server's authorizer on
+``auth_resource = "tfserving"`` with the action its row of the route table (``rest.routes``)
+names. A handler class answers the methods its table rows give it (``RoutedHandler.routes``); it
+takes a request admission ticket for the request's life (503 once the server stops), parses the
+URL, hands decoded work to ``service.dataplane`` / ``service.control`` and writes bytes. Work
+runs on the service's request threads, except small predict bodies and answers (see
+``INLINE_BODY_BYTES``). Every error, authentication ones included, is answered as
+``{"error": message}``, mapped from the canonical code in one place (``rest.errors``).
 
 Hostile input meets the service's limits before any parsing: a body larger than
 ``max_request_bytes`` is 413, JSON nested deeper than ``max_json_depth`` or holding more than
-``max_tensor_elements`` values is 400 (the ``json_codec`` parsers, given ``v1.json_limits``).
+``max_tensor_elements`` values is 400 (the ``json_codec`` parsers, given :func:`json_limits`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from concurrent.futures import Future
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar
 
-from jupyter_server.auth.decorator import authorized
+from jupyter_server.auth.utils import HTTP_METHOD_TO_AUTH_ACTION
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from ..core.status import Code, ServingError, invalid_argument
+from ..control_plane import ControlPlane
+from ..core.status import Code, ServingError
+from ..core.validation import parse_version
+from ..dataplane import DataPlane, ModelRef, Outputs, PredictCall
 from ..service import ModelService
-from . import v1
+from . import json_codec, v1
 from .errors import error_body, http_status
+
+if TYPE_CHECKING:
+    from .routes import Route
 
 AUTH_RESOURCE = "tfserving"
 SERVICE_SETTING = "jupyter_tfserving.service"
 
-_MAX_VERSION = 2**63 - 1
 # Predict bodies and answers at most this large are (de)serialised on the IOLoop: ~0.1 ms of
 # JSON, less than handing them to a worker thread and back.
 INLINE_BODY_BYTES = 16 * 1024
 INLINE_ANSWER_VALUES = 1024
-# [0-9], not \d: a str pattern's \d takes any script's digits, which int() reads as numbers.
-_MODEL = r"models/(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
-_GET_ROUTE = re.compile(rf"^{_MODEL}(?P<metadata>/metadata)?$")
-_POST_ROUTE = re.compile(rf"^{_MODEL}:(?P<verb>predict|classify|regress)$")
-_EXAMPLE_VERBS: dict[str, Callable[[ModelService, v1.ModelRef, bytes], v1.Answer]] = {
-    "classify": v1.classify,
-    "regress": v1.regress,
-}
 
 
-def _release_when_done(begun: "Future[v1.PredictCall]") -> None:
-    """The request gave up while ``begin_predict`` ran: release the handle it took, if any."""
-
-    def release(f: "Future[v1.PredictCall]") -> None:
-        if not f.cancelled() and f.exception() is None:
-            f.result().release()
-
-    begun.add_done_callback(release)
+def json_limits(service: ModelService) -> dict[str, int]:
+    """The service's JSON request limits, as the keyword arguments of the ``json_codec``
+    parsers (``max_json_depth``, ``max_tensor_elements``: 400 past them)."""
+    options = service.options
+    return {"max_depth": options.max_json_depth, "max_values": options.max_tensor_elements}
 
 
 class TFServingHandler(APIHandler):
@@ -64,7 +60,15 @@ class TFServingHandler(APIHandler):
 
     @property
     def service(self) -> ModelService:
-        return self.settings[SERVICE_SETTING]
+        return self.settings[SERVICE_SETTING]  # type: ignore[no-any-return]
+
+    @property
+    def dataplane(self) -> DataPlane:
+        return self.service.dataplane
+
+    @property
+    def control(self) -> ControlPlane:
+        return self.service.control
 
     async def in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the service's request threads."""
@@ -80,6 +84,9 @@ class TFServingHandler(APIHandler):
     def send_error_message(self, status: int, message: str) -> None:
         self.clear_header("X-Model-Version")
         self.send_json(error_body(message), status)
+
+    def send_serving_error(self, exc: ServingError) -> None:
+        self.send_error_message(http_status(exc.code), exc.message)
 
     def body_within(self, limit: int, setting: str) -> bool:
         """True when the request body is at most ``limit`` bytes; else answer 413 naming the
@@ -105,17 +112,6 @@ class TFServingHandler(APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(error_body(message))
 
-    async def call_api(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run an API function in a worker within the request deadline. Raises ServingError:
-        the function's own, DEADLINE_EXCEEDED past the deadline (the work still finishes in its
-        worker and releases its handle there), INTERNAL for a bug (logged with its traceback,
-        which the client never sees)."""
-        return await self.within_deadline(self.in_worker(fn, *args))
-
-    async def within_deadline(self, work: Awaitable[Any]) -> Any:
-        """Await ``work`` within the request deadline, mapping failures as :meth:`call_api`."""
-        return await self.settle(work, self.service.options.request_timeout_seconds)
-
     async def settle(self, work: Awaitable[Any], timeout: float | None) -> Any:
         """Await ``work`` for at most ``timeout`` seconds (None: no limit). Raises ServingError:
         the work's own, DEADLINE_EXCEEDED past the timeout, INTERNAL for anything else (logged
@@ -123,171 +119,220 @@ class TFServingHandler(APIHandler):
         try:
             return await asyncio.wait_for(work, timeout)
         except asyncio.TimeoutError:
-            raise ServingError(Code.DEADLINE_EXCEEDED, "Request timed out: deadline exceeded") from None
+            raise ServingError(Code.DEADLINE_EXCEEDED,
+                               "Request timed out: deadline exceeded") from None
         except ServingError:
             raise
         except Exception:
             self.log.exception("jupyter_tfserving: unexpected error in %s", self.request.path)
             raise ServingError(Code.INTERNAL, "Internal error") from None
 
-    def send_serving_error(self, exc: ServingError) -> None:
-        self.send_error_message(http_status(exc.code), exc.message)
 
-    async def run_api(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """:meth:`call_api`, answering its ServingError itself (and returning None then)."""
+    def authorize(self, action: str) -> None:
+        """403 unless jupyter_server's authorizer lets the user do ``action`` on the
+        ``tfserving`` resource (what its ``@authorized`` decorator checks)."""
+        if not self.current_user or not self.authorizer.is_authorized(
+                self, self.current_user, action, self.auth_resource):
+            raise web.HTTPError(403, log_message=(
+                f"User is not authorized to {action} on resource: {self.auth_resource}."))
+
+
+class RoutedHandler(TFServingHandler):
+    """A path of the route table: each method the table gives it runs that row's operation
+    (a coroutine method of the family named by the row) after the authorizer allowed the row's
+    action, holding an admission ticket until it returns. Other methods: :meth:`unrouted`."""
+
+    routes: ClassVar[dict[str, Route]] = {}
+
+    def unrouted(self) -> None:
+        """A method the table has no row for on this path: a JSON 404."""
+        self.send_error_message(404, f"Not found: {self.request.method} {self.request.path}")
+
+    async def dispatch(self, **kwargs: str) -> None:
+        method = self.request.method or ""
+        route = self.routes.get(method)
+        self.authorize(route.action if route is not None else HTTP_METHOD_TO_AUTH_ACTION[method])
+        if route is None:
+            return self.unrouted()
         try:
-            return await self.call_api(fn, *args)
+            ticket = self.dataplane.admit()
         except ServingError as exc:
-            self.send_serving_error(exc)
-        return None
-
-
-def _model_ref(match: re.Match[str]) -> v1.ModelRef:
-    version = match.group("version")
-    if version is not None and int(version) > _MAX_VERSION:
-        raise invalid_argument(f"Version {version} is out of range")
-    return v1.ModelRef(
-        name=match.group("name"),
-        version=int(version) if version is not None else None,
-        label=match.group("label"),
-    )
-
-
-class V1Handler(TFServingHandler):
-    """``P/v1/...``: TF Serving's REST API, dispatched like TF Serving's HttpRestApiHandler.
-
-    Anything under ``P/v1/`` that is not one of its routes is answered
-    ``400 {"error": "Malformed request: METHOD PATH"}``, as TF Serving does.
-    """
-
-    def _malformed(self) -> None:
-        self.send_error_message(400, f"Malformed request: {self.request.method} {self.request.path}")
-
-    def _route(self, pattern: re.Pattern[str], path: str) -> tuple[re.Match[str], v1.ModelRef] | None:
-        """Match ``path`` and parse its model reference, or answer the error and return None."""
-        match = pattern.match(path)
-        if match is None:
-            self._malformed()
-            return None
+            return self.send_serving_error(exc)
         try:
-            return match, _model_ref(match)
-        except ServingError as exc:
-            self.send_serving_error(exc)
-            return None
+            await getattr(self, route.operation)(**kwargs)
+        finally:
+            ticket.release()
 
     @web.authenticated
-    @authorized
-    async def get(self, path: str) -> None:
-        if path in ("models", "models/"):
-            data = await self.run_api(v1.list_models, self.service)
+    async def get(self, **kwargs: str) -> None:
+        await self.dispatch(**kwargs)
+
+    @web.authenticated
+    async def post(self, **kwargs: str) -> None:
+        await self.dispatch(**kwargs)
+
+    @web.authenticated
+    async def put(self, **kwargs: str) -> None:
+        await self.dispatch(**kwargs)
+
+    @web.authenticated
+    async def delete(self, **kwargs: str) -> None:
+        await self.dispatch(**kwargs)
+
+    async def answer(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None,
+                     status: int = 200) -> None:
+        """Run ``fn(*args)`` on a worker within ``timeout`` and answer its result as JSON, or
+        its error."""
+        try:
+            data = await self.settle(self.in_worker(fn, *args), timeout)
+        except ServingError as exc:
+            self.send_serving_error(exc)
         else:
-            routed = self._route(_GET_ROUTE, path)
-            if routed is None:
-                return
-            match, ref = routed
-            fn = v1.model_metadata if match.group("metadata") else v1.model_status
-            data = await self.run_api(fn, self.service, ref)
-        if data is not None:
-            self.send_json(v1.dumps(data))
+            self.send_json(v1.dumps(data), status)
 
-    @web.authenticated
-    @authorized
-    async def post(self, path: str) -> None:
+
+def model_ref(model: str, version: str | None = None, label: str | None = None) -> ModelRef:
+    """The model reference of a ``/models/{model}[/versions/{v} | /labels/{l}]`` URL."""
+    return ModelRef(model, parse_version(version) if version is not None else None, label)
+
+
+class V1Handler(RoutedHandler):
+    """``P/v1/...``: TF Serving's REST API. A method the table has no row for on a v1 path is
+    TF Serving's ``400 {"error": "Malformed request: METHOD PATH"}``."""
+
+    def unrouted(self) -> None:
+        if self.body_within(self.service.options.max_request_bytes, "max_request_bytes"):
+            self.send_error_message(400, f"Malformed request: {self.request.method} "
+                                         f"{self.request.path}")
+
+    @property
+    def timeout(self) -> float | None:
+        return self.service.options.request_timeout_seconds
+
+    async def list_models(self) -> None:
+        await self.answer(lambda: v1.list_models_json(self.dataplane.list_models()),
+                          timeout=self.timeout)
+
+    async def model_status(self, **path: str) -> None:
+        try:
+            ref = model_ref(**path)
+        except ServingError as exc:
+            return self.send_serving_error(exc)
+        await self.answer(lambda: v1.status_json(self.dataplane.model_status(ref)),
+                          timeout=self.timeout)
+
+    async def model_metadata(self, **path: str) -> None:
+        try:
+            ref = model_ref(**path)
+        except ServingError as exc:
+            return self.send_serving_error(exc)
+        await self.answer(lambda: v1.metadata_json(ref, *self.dataplane.model_metadata(ref)),
+                          timeout=self.timeout)
+
+    async def predict(self, **path: str) -> None:
+        await self._run("predict", path, self._predict)
+
+    async def classify(self, **path: str) -> None:
+        await self._run("classify", path, self._examples(self.dataplane.classify,
+                                                          json_codec.encode_classify_response))
+
+    async def regress(self, **path: str) -> None:
+        await self._run("regress", path, self._examples(self.dataplane.regress,
+                                                         json_codec.encode_regress_response))
+
+    async def _run(self, api: str, path: dict[str, str],
+                   run: Callable[[ModelRef, bytes], Awaitable[v1.Answer]]) -> None:
+        """A POST verb: body limit, URL, deadline, answer, and the request's statistics."""
         if not self.body_within(self.service.options.max_request_bytes, "max_request_bytes"):
             return
-        routed = self._route(_POST_ROUTE, path)
-        if routed is None:
-            return
-        match, ref = routed
-        verb = match.group("verb")
         started = time.perf_counter()
-        status, version = Code.OK.name, None
+        code, version = Code.OK, None
         try:
-            if verb == "predict":
-                answer = await self.within_deadline(self._predict(ref))
-            else:
-                answer = await self.call_api(_EXAMPLE_VERBS[verb], self.service, ref,
-                                             self.request.body)
+            ref = model_ref(**path)
         except ServingError as exc:
-            status, version = exc.code.name, exc.version
+            return self.send_serving_error(exc)
+        try:
+            answer = await self.settle(run(ref, self.request.body), self.timeout)
+        except ServingError as exc:
+            code, version = exc.code, exc.version
             self.send_serving_error(exc)
         else:
             version = answer.version
             self.set_header("X-Model-Version", str(answer.version))
             self.send_json(answer.body)
-        finally:
-            self.service.stats.record_request(ref.name, version, verb, status,
-                                              time.perf_counter() - started)
+        self.dataplane.record_request(ref.name, version, api, code,
+                                      time.perf_counter() - started, "REST")
 
-    async def _predict(self, ref: v1.ModelRef) -> v1.Answer:
+    def _begin_predict(self, ref: ModelRef, body: bytes) -> tuple[PredictCall, bool]:
+        request = json_codec.parse_predict_request(body, **json_limits(self.service))
+        call = self.dataplane.begin_predict(
+            ref, request.signature_name,
+            lambda signature: json_codec.decode_inputs(request, signature))
+        return call, request.row_format
+
+    async def _predict(self, ref: ModelRef, body: bytes) -> v1.Answer:
         """Decode (within the JSON limits), wait for the (batched) run without holding a
         thread, encode. Decoding and encoding run on a worker, except for small bodies and
         answers (under ``INLINE_BODY_BYTES`` / ``INLINE_ANSWER_VALUES``), whose JSON takes less
         time than two thread hand-offs would. If the deadline cancels this coroutine, the
         version's handle is still released: by the run future's callback, or here once
-        ``begin_predict`` returns."""
-        service = self.service
-        body = self.request.body
+        decoding returns."""
         if len(body) <= INLINE_BODY_BYTES:
-            call = v1.begin_predict(service, ref, body)
+            call, row_format = self._begin_predict(ref, body)
         else:
-            begun = service.executor.submit(v1.begin_predict, service, ref, body)
+            begun = self.service.executor.submit(self._begin_predict, ref, body)
             try:
-                call = await asyncio.wrap_future(begun)
+                call, row_format = await asyncio.wrap_future(begun)
             except asyncio.CancelledError:
-                _release_when_done(begun)
+                begun.add_done_callback(_release_begun)
                 raise
-        try:
-            outputs = await asyncio.wrap_future(service.submit_predict(call))
-        except ServingError as exc:
-            exc.version = call.version
-            raise
+        outputs = await asyncio.wrap_future(self.dataplane.submit_predict(call))
         if sum(a.size for a in outputs.values()) <= INLINE_ANSWER_VALUES:
-            return v1.finish_predict(call, outputs)
-        return await self.in_worker(v1.finish_predict, call, outputs)
+            return v1.predict_answer(call.version, outputs, row_format)
+        return await self.in_worker(v1.predict_answer, call.version, outputs, row_format)
+
+    def _examples(self, run: Callable[..., tuple[int, Outputs]],
+                  encode: Callable[[Outputs], bytes]
+                  ) -> Callable[[ModelRef, bytes], Awaitable[v1.Answer]]:
+        limits = json_limits(self.service)
+
+        def work(ref: ModelRef, body: bytes) -> v1.Answer:
+            signature_name, batch = json_codec.parse_examples_request(body, **limits)
+            version, outputs = run(ref, signature_name, batch)
+            return v1.answer(version, lambda: encode(outputs))
+
+        return lambda ref, body: self.in_worker(work, ref, body)
+
+
+def _release_begun(begun: Any) -> None:
+    """The request gave up while its predict was being decoded: release the handle it took."""
+    if not begun.cancelled() and begun.exception() is None:
+        begun.result()[0].handle.release()
+
+
+class FallbackHandler(TFServingHandler):
+    """Paths outside the route table, every method (after the login)."""
+
+    def unrouted(self) -> None:
+        raise NotImplementedError
 
     @web.authenticated
-    @authorized
-    async def put(self, path: str) -> None:
-        self._malformed()
-
-    @web.authenticated
-    @authorized
-    async def delete(self, path: str) -> None:
-        self._malformed()
-
-
-class PrometheusHandler(TFServingHandler):
-    """``P/monitoring/prometheus/metrics``: Prometheus text, TF Serving's metric names."""
-
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        from prometheus_client import CONTENT_TYPE_LATEST
-
-        body = await self.run_api(v1.prometheus_text, self.service)
-        if body is not None:
-            self.finish(body, set_content_type=CONTENT_TYPE_LATEST)
-
-
-class StatsHandler(TFServingHandler):
-    """``P/api/stats``: per-version state, labels, in-flight handles, requests, errors and
-    latency histograms, as JSON (the dashboard's source)."""
-
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        data = await self.run_api(v1.stats, self.service)
-        if data is not None:
-            self.send_json(v1.dumps(data))
-
-
-class NotFoundHandler(TFServingHandler):
-    """Everything else under the prefix: a JSON 404 rather than an HTML page."""
-
-    @web.authenticated
-    @authorized
-    async def get(self, path: str) -> None:
-        self.send_error_message(404, f"Not found: {self.request.path}")
+    async def get(self, rest: str = "") -> None:
+        self.authorize(HTTP_METHOD_TO_AUTH_ACTION[self.request.method or ""])
+        self.unrouted()
 
     post = put = delete = get
+
+
+class MalformedHandler(FallbackHandler):
+    """Anything else under ``P/v1/``: TF Serving's 400 "Malformed request"."""
+
+    unrouted = V1Handler.unrouted
+
+
+class NotFoundHandler(FallbackHandler):
+    """Everything else under the prefix: a JSON 404 rather than an HTML page."""
+
+    def unrouted(self) -> None:
+        self.send_error_message(404, f"Not found: {self.request.path}")
+

@@ -328,7 +328,7 @@ async def test_only_ascii_digits_are_version_numbers(rest, publish):
     assert_error(code, data, 404, "Not found")
     code, data, _ = await rest.call("/api/models/half_plus_two/labels/stable",
                                     {"version": "\u0661"}, method="PUT")
-    assert_error(code, data, 400, "must be a version number")
+    assert_error(code, data, 400, "Invalid version")
     code, data, _ = await rest.call(f"/api/models/up/versions?version={one}", b"x")
     assert_error(code, data, 400, "Invalid version")
     code, data, _ = await rest.call("/api/models/half_plus_two")

@@ -34,7 +34,7 @@ async def test_prometheus_and_stats_follow_traffic(rest, publish):
     assert code == 200
     [model] = data["models"]
     [version] = model["versions"]
-    assert (version["version"], version["state"], version["in_flight"]) == ("1", "AVAILABLE", 0)
+    assert (version["version"], version["state"], version["in_flight"]) == (1, "AVAILABLE", 0)
     assert (version["request_count"], version["error_count"]) == (4, 1)
     assert version["latency_us"]["count"] == 4 and version["latency_us"]["p50"] > 0
 

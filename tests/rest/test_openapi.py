@@ -2,9 +2,9 @@
 
 The document is checked for shape (openapi-spec-validator when it is installed, and structural
 checks always), served byte for byte at ``P/api/openapi.json``, covers every route of the
-extension's handler table, and every documented operation is exercised on a real server with a
+extension's route table (both ways), and every documented operation is exercised on a real server with a
 success and an error whose bodies validate against the schema the document declares for that
-path, method and status. The last server tests hold the management API to admin.py's
+path, method and status. The last server tests hold the management API to the control plane's
 docstrings where label operations meet the repository poller.
 """
 
@@ -25,11 +25,10 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from tensorflow_serving.config import model_server_config_pb2
 from tornado.routing import PathMatches
-from tornado.web import RequestHandler
 
 from jupyter_tfserving.core.archive import pack_directory
 from jupyter_tfserving.rest import handlers as rest_handlers
-from jupyter_tfserving.rest import management as rest_management
+from jupyter_tfserving.rest.routes import ROUTES
 from tests.conftest import testdata_or_skip
 
 DOC_BYTES = resources.files("jupyter_tfserving.rest").joinpath("openapi.json").read_bytes()
@@ -284,98 +283,46 @@ def test_schemas_are_strict():
 
 
 def _path_rules(router: Any) -> Iterator[tuple[re.Pattern[str], type]]:
-    for rule in getattr(router, "rules", []):
-        if hasattr(rule.target, "rules"):
-            yield from _path_rules(rule.target)
-        elif isinstance(rule.matcher, PathMatches):
+    for rule in router.rules:
+        if isinstance(rule.matcher, PathMatches):
             yield rule.matcher.regex, rule.target
+        elif hasattr(rule.target, "rules"):
+            yield from _path_rules(rule.target)
 
 
 def _sample(template: str) -> str:
-    values = {"model": "m", "version": "1", "label": "stable"}
-    return re.sub(r"\{([^{}]+)\}", lambda m: values[m.group(1)], template)
+    return (template.replace("{model}", "m").replace("{version}", "1")
+            .replace("{label}", "stable"))
 
 
-def _implemented(handler: type) -> set[str]:
-    """The HTTP methods the extension's own code answers (not tornado's or jupyter_server's
-    defaults, such as APIHandler's CORS OPTIONS)."""
-    out = set()
-    for method in METHODS:
-        owner = next((c for c in handler.__mro__ if method in vars(c)), RequestHandler)
-        if owner.__module__.startswith("jupyter_tfserving."):
-            out.add(method.upper())
-    return out
+def test_route_table_and_document_agree():
+    """Both ways: every row of the route table is a documented operation, and every documented
+    operation is a row of the table (same method, same path template)."""
+    table = {(r.method, r.path) for r in ROUTES}
+    documented = {(method, template) for method, template, _ in _operations()}
+    assert table - documented == set(), "routes missing from openapi.json"
+    assert documented - table == set(), "documented operations that are not routes"
+    assert len(table) == len(ROUTES), "a route is in the table twice"
 
 
-def _verbs(pattern: re.Pattern[str]) -> list[str]:
-    """The alternatives of a ``(?P<verb>a|b)`` group."""
-    match = re.search(r"\(\?P<verb>([a-z|]+)\)", pattern.pattern)
-    assert match, pattern.pattern
-    return match.group(1).split("|")
-
-
-def test_every_route_is_documented(jp_serverapp):
-    """Every route of the extension's handler table (and every sub-route its handlers
-    dispatch) is a documented path, and every documented path reaches its handler."""
+def test_mounted_routes_are_the_table(jp_serverapp):
+    """The server answers each documented operation with the handler built from its row of
+    the table (not a catch-all), and that handler answers exactly its rows' methods."""
     base = jp_serverapp.base_url.rstrip("/") + "/" + PREFIX
     app = jp_serverapp.web_app
     rules = [(rx, h) for router in (app.default_router, app.wildcard_router)
              for rx, h in _path_rules(router)
              if isinstance(h, type) and h.__module__.startswith("jupyter_tfserving.")]
     assert rules, "the extension's routes are not in the server's handler table"
-
-    routed: dict[type, set[str]] = {}
-    sub_paths: dict[type, set[tuple[str, str]]] = {}
-    for method, template, _ in _operations():
-        concrete = base + _sample(template)
-        handler, match = next(((h, rx.match(concrete)) for rx, h in rules
-                               if rx.match(concrete)), (None, None))
-        assert handler is not None, f"{method} {template}: no route of the extension"
-        assert handler is not rest_handlers.NotFoundHandler, (
-            f"{method} {template} falls through to the catch-all 404")
-        assert method in _implemented(handler), f"{handler.__name__} has no {method}"
-        routed.setdefault(handler, set()).add(method)
-        if match.groups():
-            sub_paths.setdefault(handler, set()).add((method, match.group(1)))
-
-    # Every route but the catch-all 404, with every method it implements, is documented.
-    # V1Handler's PUT and DELETE only answer TF Serving's 400 "Malformed request".
-    undocumented_ok = {rest_handlers.V1Handler: {"PUT", "DELETE"}}
-    for _, handler in rules:
-        if handler is rest_handlers.NotFoundHandler:
-            continue
-        missing = _implemented(handler) - routed.get(handler, set()) - undocumented_ok.get(
-            handler, set())
-        assert not missing, f"{handler.__name__}: {sorted(missing)} not documented"
-
-    # The routes V1Handler dispatches on, each verb of each form.
-    v1 = sub_paths[rest_handlers.V1Handler]
-    assert ("GET", "models") in v1
-    for method, path in v1:
-        route = rest_handlers._GET_ROUTE if method == "GET" else rest_handlers._POST_ROUTE
-        assert path == "models" or route.match(path), (method, path)
-    for form in ("models/m", "models/m/versions/1", "models/m/labels/stable"):
-        assert {("GET", form), ("GET", form + "/metadata")} <= v1
-        for verb in _verbs(rest_handlers._POST_ROUTE):
-            assert ("POST", f"{form}:{verb}") in v1, f"POST {form}:{verb} not documented"
-
-    # The routes ManagementHandler dispatches on.
-    api = sub_paths[rest_management.ManagementHandler]
-    m = rest_management
-    by_method = {"GET": [m._GET], "POST": [m._UPLOAD, m._VERSION_VERB, m._MODEL_VERB],
-                 "PUT": [m._LABEL], "DELETE": [m._LABEL]}
-    for method, path in api:
-        assert (method, path) in (("POST", "config:reload"), ("GET", "config/tfserving")) or any(
-            rx.match(path) for rx in by_method[method]), (method, path)
-    # Uploads have their own (streaming) handler.
-    assert sub_paths[rest_management.UploadHandler] == {("POST", "m")}
-    expected = {("GET", "models"), ("GET", "models/m"),
-                ("POST", "config:reload"), ("GET", "config/tfserving"),
-                ("PUT", "models/m/labels/stable"),
-                ("DELETE", "models/m/labels/stable")}
-    expected |= {("POST", f"models/m/versions/1:{v}") for v in _verbs(m._VERSION_VERB)}
-    expected |= {("POST", f"models/m:{v}") for v in _verbs(m._MODEL_VERB)}
-    assert expected <= api, f"undocumented management routes: {sorted(expected - api)}"
+    for route in ROUTES:
+        concrete = base + _sample(route.path)
+        handler = next((h for rx, h in rules if rx.match(concrete)), None)
+        assert handler is not None, f"{route.method} {route.path}: no route of the extension"
+        assert issubclass(handler, rest_handlers.RoutedHandler), (
+            f"{route.method} {route.path} falls through to {handler.__name__}")
+        assert handler.routes.get(route.method) == route, (route, handler.routes)
+        assert issubclass(handler, route.family)
+        assert callable(getattr(handler, route.operation))
 
 
 async def test_served_document_is_the_packaged_file(rest):
@@ -494,7 +441,7 @@ async def _wait_state(rest, model: str, version: int, state: str) -> dict[str, A
         await asyncio.sleep(0.05)
 
 
-# The repository is scanned once at start and then by each operation (service.reload()):
+# The repository is scanned once at start and then by each operation (ControlPlane.reload):
 # without the poller thread, which races label operations (see the tests below), the answers
 # are deterministic.
 NO_POLLER = pytest.mark.parametrize("tfserving_config", [{"file_system_poll_wait_seconds": 0}])

@@ -1,8 +1,8 @@
 """Every route the extension registers, every method its handler implements: refused without
 the Jupyter login, and refused by jupyter_server's authorizer when it says no.
 
-The routes come from the same table the extension mounts (``rest.routes.api_handlers``), so a
-route added later without authentication or authorization fails here."""
+The routes come from the table the extension mounts (``rest.routes.ROUTES``), so a route added
+later without authentication or authorization fails here."""
 
 from __future__ import annotations
 
@@ -11,49 +11,33 @@ import re
 import pytest
 from jupyter_server.auth.authorizer import Authorizer
 
-from jupyter_tfserving.rest.routes import api_handlers
+from jupyter_tfserving.rest.routes import ROUTES, api_handlers
 
-METHODS = ("get", "post", "put", "delete")
-# A concrete path (after the prefix) for each route pattern's capture groups.
-SAMPLES = {
-    "v1": "/v1/models/demo:predict",
-    "metrics": "/monitoring/prometheus/metrics",
-    "stats": "/api/stats",
-    "openapi.json": "/api/openapi.json",
-    "versions": "/api/models/demo/versions",
-    "models": "/api/models/demo/labels/stable",
-    "catch-all": "/anything",
-    "bare": "",
-}
+METHODS = ("GET", "POST", "PUT", "DELETE")
+PARAMETERS = {"{model}": "demo", "{version}": "1", "{label}": "stable"}
+# Paths outside the table (TF Serving's 400 under /v1/, JSON 404 elsewhere, the bare prefix).
+FALLBACKS = ("/v1/nothing", "/anything", "")
 
 
-def _sample(pattern: str) -> str:
-    for key, path in SAMPLES.items():
-        if key in pattern:
-            return path
-    if pattern.endswith("(.*)"):
-        return SAMPLES["catch-all"]
-    if pattern.endswith("()"):
-        return SAMPLES["bare"]
-    raise AssertionError(f"no sample path for route {pattern}: add one to SAMPLES")
-
-
-def _implemented(handler: type, method: str) -> bool:
-    return any(method in c.__dict__ for c in handler.__mro__
-               if c.__module__.startswith("jupyter_tfserving"))
+def sample(template: str) -> str:
+    """A concrete path for a route template of the table."""
+    for parameter, value in PARAMETERS.items():
+        template = template.replace(parameter, value)
+    return template
 
 
 def _cases() -> list[tuple[str, str]]:
-    return sorted({(_sample(pattern), method.upper())
-                   for pattern, handler in api_handlers("/tfserving")
-                   for method in METHODS if _implemented(handler, method)})
+    """Every row of the route table, every other method on its path, and the fallbacks."""
+    paths = {sample(route.path) for route in ROUTES} | set(FALLBACKS)
+    return sorted((path, method) for path in paths for method in METHODS)
 
 
 CASES = _cases()
 
 
 def test_every_route_is_covered():
-    assert len({p for p, _ in CASES}) == len(api_handlers("/tfserving"))
+    assert {(sample(r.path), r.method) for r in ROUTES} <= set(CASES)
+    assert len(api_handlers("/tfserving")) == len({r.path for r in ROUTES}) + len(FALLBACKS)
     assert ("/v1/models/demo:predict", "POST") in CASES
     assert ("/api/models/demo/labels/stable", "PUT") in CASES
 

@@ -1,4 +1,4 @@
-"""Management operations on a real ModelService (fake loaders): publishing, labels, canary
+"""The control plane's operations on a real ModelService (fake loaders): publishing, labels, canary
 routing, promote, rollback, unload, and persistence in models.config + the state file."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from jupyter_tfserving import admin
 from jupyter_tfserving.core.archive import pack_directory
 from jupyter_tfserving.core.manager import ManagerOptions
 from jupyter_tfserving.core.state import ServableState
@@ -59,7 +58,7 @@ def service(model_root: Path):
 
 
 def publish(service: ModelService, tmp_path: Path, name: str, version: int | None = None) -> int:
-    answer = admin.publish_version(service, name, archive(tmp_path, f"{name}-{version}"), version)
+    answer = service.control.publish_version(name, archive(tmp_path, f"{name}-{version}"), version)
     v = answer["version"]
     service.manager.wait_for(name, v, [ServableState.AVAILABLE], WAIT)
     return v
@@ -86,17 +85,17 @@ def test_publish_numbers_versions_and_renames_into_place(service, model_root, tm
     assert sorted(os.listdir(model_root / "demo")) == ["1", "2", "7"]  # no staging left behind
     assert (model_root / "demo" / "7" / "saved_model.pb").read_bytes() == b"graph demo-7"
     with pytest.raises(ServingError) as err:
-        admin.publish_version(service, "demo", archive(tmp_path, "again"), 7)
+        service.control.publish_version("demo", archive(tmp_path, "again"), 7)
     assert err.value.code == Code.ALREADY_EXISTS
     # latest(1): only 7 is served
-    described = admin.describe_model(service, "demo")
+    described = service.control.describe_model("demo")
     assert described["traffic"] == {"7": 1.0}
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x" * 200, "a\x00b", "-x"])
 def test_publish_refuses_unsafe_names(service, tmp_path, model_root, name):
     with pytest.raises(ServingError) as err:
-        admin.publish_version(service, name, archive(tmp_path), None)
+        service.control.publish_version(name, archive(tmp_path), None)
     assert err.value.code == Code.INVALID_ARGUMENT
     assert os.listdir(model_root) == []
 
@@ -107,7 +106,7 @@ def test_publish_refuses_non_savedmodel_and_hostile_archives_leaving_nothing(
     (empty / "sub").mkdir(parents=True)
     (empty / "sub" / "file").write_text("x")
     with pytest.raises(ServingError, match="not a SavedModel"):
-        admin.publish_version(service, "demo", pack_directory(str(empty)), None)
+        service.control.publish_version("demo", pack_directory(str(empty)), None)
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -119,19 +118,19 @@ def test_publish_refuses_non_savedmodel_and_hostile_archives_leaving_nothing(
         link.linkname = "/etc/passwd"
         tar.addfile(link)
     with pytest.raises(ServingError) as err:
-        admin.publish_version(service, "demo", buf.getvalue(), None)
+        service.control.publish_version("demo", buf.getvalue(), None)
     assert err.value.code == Code.INVALID_ARGUMENT
     with pytest.raises(ServingError, match="tar"):
-        admin.publish_version(service, "demo", b"not an archive at all", None)
+        service.control.publish_version("demo", b"not an archive at all", None)
     assert os.listdir(model_root / "demo") == []  # no version, no staging directory
 
 
 def test_canary_splits_traffic_then_promote_and_rollback(service, model_root, tmp_path):
     publish(service, tmp_path, "demo")
     # pin the serving version first: with latest(1), publishing 2 would otherwise unload 1
-    admin.set_label(service, "demo", "stable", 1)
+    service.control.set_label("demo", "stable", 1)
     publish(service, tmp_path, "demo")
-    described = admin.set_canary(service, "demo", 0.25)
+    described = service.control.set_canary("demo", 0.25)
     assert described["labels"] == {"canary": 2, "stable": 1}
     assert described["traffic"] == {"1": 0.75, "2": 0.25}
     counts = routed(service, "demo", 2000)
@@ -142,27 +141,27 @@ def test_canary_splits_traffic_then_promote_and_rollback(service, model_root, tm
     (entry,) = config.model_config_list.config
     assert entry.name == "demo" and dict(entry.version_labels) == {"stable": 1, "canary": 2}
 
-    described = admin.promote(service, "demo")
+    described = service.control.promote("demo")
     assert described["labels"] == {"stable": 2}
     assert described["previous_stable"] == 1
     assert routed(service, "demo", 50) == {2: 50}
     # the previous stable stays loaded, so rollback is instant
     assert service.manager.version_statuses("demo")[1].state is ServableState.AVAILABLE
 
-    described = admin.rollback(service, "demo")
+    described = service.control.rollback("demo")
     assert described["labels"] == {"stable": 1}
     assert routed(service, "demo", 50) == {1: 50}
     with pytest.raises(ServingError) as err:
-        admin.rollback(service, "demo")
+        service.control.rollback("demo")
     assert err.value.code == Code.FAILED_PRECONDITION
 
 
 def test_rollback_of_a_running_canary_keeps_stable(service, tmp_path):
     publish(service, tmp_path, "demo")
-    admin.set_label(service, "demo", "stable", 1)
+    service.control.set_label("demo", "stable", 1)
     publish(service, tmp_path, "demo")
-    admin.set_canary(service, "demo", 0.5)
-    described = admin.rollback(service, "demo")
+    service.control.set_canary("demo", 0.5)
+    described = service.control.rollback("demo")
     assert described["labels"] == {"stable": 1} and described["canary"] is None
     assert routed(service, "demo", 50) == {1: 50}
 
@@ -170,22 +169,22 @@ def test_rollback_of_a_running_canary_keeps_stable(service, tmp_path):
 def test_canary_needs_two_available_versions_and_a_valid_weight(service, tmp_path):
     publish(service, tmp_path, "demo")
     with pytest.raises(ServingError) as err:
-        admin.set_canary(service, "demo", 0.1)
+        service.control.set_canary("demo", 0.1)
     assert err.value.code == Code.FAILED_PRECONDITION
     publish(service, tmp_path, "demo")
     # latest(1) unloaded version 1: no stable version is left to canary against
     with pytest.raises(ServingError) as err:
-        admin.set_canary(service, "demo", 0.1)
+        service.control.set_canary("demo", 0.1)
     assert err.value.code == Code.FAILED_PRECONDITION
     for weight in (-0.1, 1.5, "half", True, float("nan")):
         with pytest.raises(ServingError) as err:
-            admin.set_canary(service, "demo", weight)
+            service.control.set_canary("demo", weight)
         assert err.value.code == Code.INVALID_ARGUMENT
     with pytest.raises(ServingError) as err:
-        admin.set_canary(service, "demo", 0.1, version=9)
+        service.control.set_canary("demo", 0.1, version=9)
     assert err.value.code == Code.FAILED_PRECONDITION
     with pytest.raises(ServingError) as err:
-        admin.set_canary(service, "nope", 0.1)
+        service.control.set_canary("nope", 0.1)
     assert err.value.code == Code.NOT_FOUND
 
 
@@ -194,49 +193,49 @@ def test_labels_follow_tf_servings_rule_and_are_written_to_models_config(
     publish(service, tmp_path, "demo")
     publish(service, tmp_path, "other")
     with pytest.raises(ServingError) as err:
-        admin.set_label(service, "demo", "beta", 5)
+        service.control.set_label("demo", "beta", 5)
     assert err.value.code == Code.FAILED_PRECONDITION
     assert not (model_root / "models.config").exists()  # a refused change writes nothing
-    admin.set_label(service, "demo", "beta", 1)
+    service.control.set_label("demo", "beta", 1)
     config = read_config(model_root)
     # the first label turns discovery into a config listing every model, so both still serve
     assert sorted(m.name for m in config.model_config_list.config) == ["demo", "other"]
     assert service.manager.labels("demo") == {"beta": 1}
-    service.reload()
+    service.control.reload()
     assert routed(service, "other", 3) == {1: 3}
     with service.manager.acquire("demo", label="beta") as handle:
         assert handle.id.version == 1
-    admin.remove_label(service, "demo", "beta")
+    service.control.remove_label("demo", "beta")
     assert dict(read_config(model_root).model_config_list.config[0].version_labels) == {}
     with pytest.raises(ServingError) as err:
-        admin.remove_label(service, "demo", "beta")
+        service.control.remove_label("demo", "beta")
     assert err.value.code == Code.NOT_FOUND
     with pytest.raises(ServingError) as err:
-        admin.set_label(service, "demo", "bad/label", 1)
+        service.control.set_label("demo", "bad/label", 1)
     assert err.value.code == Code.INVALID_ARGUMENT
 
 
 def test_unload_and_load_a_version(service, model_root, tmp_path):
     publish(service, tmp_path, "demo")
     publish(service, tmp_path, "demo")
-    admin.unload_version(service, "demo", 2)
+    service.control.unload_version("demo", 2)
     # latest(1) among the versions still loadable: 1 comes back, 2 goes, files stay
     service.manager.wait_for("demo", 1, [ServableState.AVAILABLE], WAIT)
     service.manager.wait_for("demo", 2, [ServableState.END], WAIT)
     assert (model_root / "demo" / "2").is_dir()
     assert routed(service, "demo", 5) == {1: 5}
-    assert admin.describe_model(service, "demo")["unloaded"] == [2]
-    admin.load_version(service, "demo", 2)
+    assert service.control.describe_model("demo")["unloaded"] == [2]
+    service.control.load_version("demo", 2)
     service.manager.wait_for("demo", 2, [ServableState.AVAILABLE], WAIT)
     with pytest.raises(ServingError) as err:
-        admin.load_version(service, "demo", 2)
+        service.control.load_version("demo", 2)
     assert err.value.code == Code.FAILED_PRECONDITION
-    admin.set_label(service, "demo", "stable", 2)
+    service.control.set_label("demo", "stable", 2)
     with pytest.raises(ServingError) as err:
-        admin.unload_version(service, "demo", 2)
+        service.control.unload_version("demo", 2)
     assert err.value.code == Code.FAILED_PRECONDITION and "stable" in err.value.message
     with pytest.raises(ServingError) as err:
-        admin.unload_version(service, "demo", 42)
+        service.control.unload_version("demo", 42)
     assert err.value.code == Code.NOT_FOUND
 
 
@@ -244,11 +243,11 @@ def test_a_restarted_service_comes_back_with_the_same_routing(model_root, tmp_pa
     first = make_service(model_root)
     try:
         publish(first, tmp_path, "demo")
-        admin.set_label(first, "demo", "stable", 1)
+        first.control.set_label("demo", "stable", 1)
         publish(first, tmp_path, "demo")
-        admin.set_canary(first, "demo", 0.3, version=2)
+        first.control.set_canary("demo", 0.3, version=2)
         publish(first, tmp_path, "demo")
-        admin.unload_version(first, "demo", 3)
+        first.control.unload_version("demo", 3)
     finally:
         first.stop(5)
     state = json.loads((model_root / "jupyter_tfserving.json").read_text())
@@ -264,9 +263,9 @@ def test_a_restarted_service_comes_back_with_the_same_routing(model_root, tmp_pa
             deadline_labels = second.manager.labels("demo")
             if deadline_labels == {"stable": 1, "canary": 2}:
                 break
-            second.reload()
+            second.control.reload()
         assert deadline_labels == {"stable": 1, "canary": 2}
-        described = admin.describe_model(second, "demo")
+        described = second.control.describe_model("demo")
         assert described["traffic"] == {"1": 0.7, "2": 0.3}
         assert [v["version"] for v in described["versions"]
                 if v["state"] == "AVAILABLE"] == [2, 1]
@@ -294,32 +293,23 @@ def test_a_model_published_into_a_configured_repository_is_added_to_the_config(
         service.stop(5)
 
 
-def test_traffic_split_rule():
-    assert admin.traffic_split({}, 0.0, {1, 3}) == {3: 1.0}
-    assert admin.traffic_split({}, 0.0, set()) == {}
-    assert admin.traffic_split({"stable": 1}, 0.5, {1, 2}) == {1: 1.0}
-    assert admin.traffic_split({"stable": 1, "canary": 2}, 0.5, {1, 2}) == {1: 0.5, 2: 0.5}
-    assert admin.traffic_split({"stable": 1, "canary": 2}, 0.5, {1}) == {1: 1.0}
-    assert admin.traffic_split({"stable": 1, "canary": 2}, 1.0, {1, 2}) == {2: 1.0}
-
-
 def test_tfserving_handoff_config_pins_what_is_served(service, tmp_path):
     publish(service, tmp_path, "demo")
-    admin.set_label(service, "demo", "stable", 1)
+    service.control.set_label("demo", "stable", 1)
     publish(service, tmp_path, "demo")
-    admin.set_canary(service, "demo", 0.1)
+    service.control.set_canary("demo", 0.1)
     publish(service, tmp_path, "demo")
-    admin.unload_version(service, "demo", 3)
+    service.control.unload_version("demo", 3)
     service.manager.wait_for("demo", 3, [ServableState.END], WAIT)
 
     from jupyter_tfserving.platforms.python import write_python_version
 
     src = tmp_path / "py"
     write_python_version(str(src), abs)
-    answer = admin.publish_version(service, "pyfn", pack_directory(str(src)), None)
+    answer = service.control.publish_version("pyfn", pack_directory(str(src)), None)
     service.manager.wait_for("pyfn", answer["version"], [ServableState.AVAILABLE], WAIT)
 
-    handoff = admin.tfserving_config(service)
+    handoff = service.control.tfserving_config()
     config = model_server_config_pb2.ModelServerConfig()
     text_format.Parse(handoff["model_config"], config)
     (entry,) = config.model_config_list.config
@@ -329,3 +319,103 @@ def test_tfserving_handoff_config_pins_what_is_served(service, tmp_path):
     assert dict(entry.version_labels) == {"stable": 1, "canary": 2}
     assert handoff["skipped"] == [{
         "name": "pyfn", "reason": "served by the python platform, which TF Serving cannot load"}]
+
+
+# ----------------------------------------------------------------------------- rollout
+
+
+def test_publish_with_rollout_stable_keeps_the_old_version_for_rollback(service, tmp_path):
+    first = service.control.publish_version("demo", archive(tmp_path, "1"), rollout="stable")
+    # the first version: AVAILABLE when the answer comes, serving everything, no label needed
+    assert first["version"] == 1 and first["rollout"] == "stable"
+    assert first["model"]["versions"][0]["state"] == "AVAILABLE"
+    assert first["model"]["traffic"] == {"1": 1.0} and first["model"]["labels"] == {}
+
+    second = service.control.publish_version("demo", archive(tmp_path, "2"), rollout="stable")
+    model = second["model"]
+    assert (second["version"], model["labels"], model["traffic"]) == (2, {"stable": 2},
+                                                                      {"2": 1.0})
+    assert model["previous_stable"] == 1  # kept loaded (latest(1) would have unloaded it)
+    assert {v["version"]: v["state"] for v in model["versions"]} == {2: "AVAILABLE",
+                                                                    1: "AVAILABLE"}
+    rolled = service.control.rollback("demo")
+    assert (rolled["labels"], rolled["traffic"]) == ({"stable": 1}, {"1": 1.0})
+
+
+def test_publish_with_rollout_canary_splits_traffic(service, tmp_path):
+    service.control.publish_version("demo", archive(tmp_path, "1"), rollout="stable")
+    published = service.control.publish_version("demo", archive(tmp_path, "2"),
+                                                rollout="canary", weight=0.25)
+    model = published["model"]
+    assert model["labels"] == {"stable": 1, "canary": 2}
+    assert model["traffic"] == {"1": 0.75, "2": 0.25}
+    assert model["canary"] == {"version": 2, "weight": 0.25}
+    promoted = service.control.promote("demo")
+    assert (promoted["labels"], promoted["traffic"]) == ({"stable": 2}, {"2": 1.0})
+
+
+def test_publish_rollout_of_a_version_that_fails_to_load_labels_nothing_new(
+        model_root, tmp_path):
+    factory = FakeLoaderFactory()
+    service = ModelService(
+        ServiceOptions(model_root=str(model_root), file_system_poll_wait_seconds=0,
+                       manager=ManagerOptions(max_num_load_retries=0), batching=None),
+        loader_factory=factory)
+    service.start()
+    try:
+        service.control.publish_version("demo", archive(tmp_path, "1"), rollout="stable")
+        factory.script("demo", 2, failures=-1)
+        with pytest.raises(ServingError) as err:
+            service.control.publish_version("demo", archive(tmp_path, "2"), rollout="stable")
+        assert err.value.code == Code.FAILED_PRECONDITION
+        assert err.value.message == "Version 2 of model demo failed to load: no such file"
+        described = service.control.describe_model("demo")
+        # 1 was pinned as stable before 2 arrived, so it still serves everything
+        assert (described["labels"], described["traffic"]) == ({"stable": 1}, {"1": 1.0})
+    finally:
+        service.stop(5)
+
+
+@pytest.mark.parametrize(("rollout", "weight", "message"), [
+    ("sideways", None, "Invalid rollout 'sideways'"),
+    ("canary", None, "rollout=canary needs a canary weight"),
+    ("stable", 0.5, "A canary weight needs rollout=canary"),
+    (None, 0.5, "A canary weight needs rollout=canary"),
+    ("canary", 2.0, "Canary weight must be a number between 0 and 1"),
+])
+def test_publish_refuses_a_bad_rollout_before_unpacking(service, model_root, tmp_path,
+                                                       rollout, weight, message):
+    with pytest.raises(ServingError, match=message) as err:
+        service.control.publish_version("demo", archive(tmp_path), rollout=rollout,
+                                        weight=weight)
+    assert err.value.code == Code.INVALID_ARGUMENT
+    assert not (model_root / "demo").exists()
+
+
+# ----------------------------------------------------------------------------- bounded memory
+
+
+def test_a_thousand_versions_keep_the_statistics_bounded(model_root, tmp_path):
+    """1,000 versions published, served once and unloaded one after another (latest(1) unloads
+    each when the next is AVAILABLE): the manager's status history and the per-version
+    statistics stay bounded, while the last ended versions' figures stay readable."""
+    service = make_service(model_root)
+    kept = service.manager.options.max_end_versions_kept
+    packed = archive(tmp_path, "tiny")
+    try:
+        for version in range(1, 1001):
+            service.control.publish_version("demo", packed)
+            service.manager.wait_for("demo", version, [ServableState.AVAILABLE], WAIT)
+            service.dataplane.record_request("demo", version, "predict", Code.OK, 0.001, "REST")
+            if version > 1:
+                service.manager.wait_for("demo", version - 1, [ServableState.END], WAIT)
+            assert len(service.stats.versions) <= kept + 2, version
+        statuses = service.manager.version_statuses("demo")
+        assert len(statuses) == kept + 1
+        assert [s.version for s in statuses] == list(range(1000, 1000 - kept - 1, -1))
+        assert set(service.stats.versions) == {("demo", v) for v in range(1000 - kept, 1001)}
+        report = service.stats_report()["models"][0]["versions"]
+        assert report[1]["version"] == 999 and report[1]["state"] == "END"
+        assert report[1]["request_count"] == 1
+    finally:
+        service.stop(5)

@@ -1,0 +1,284 @@
+"""The data plane: TF Serving's request operations on decoded requests, with no transport in it.
+
+After MLServer's ``handlers/dataplane.py``. Every front end (the REST handlers, later the gRPC
+servicers and bulk jobs) parses its own wire format into a :class:`ModelRef` and decoded inputs,
+calls one of these operations, and encodes the typed result in its own format. What the
+operations share lives here once: routing to a version (a handle held for the request's life),
+signature lookup and method checks, batching, request admission (``stop`` drains what was
+admitted) and the per-version statistics.
+
+Threads: :meth:`DataPlane.begin_predict` and :meth:`DataPlane.submit_predict` return at once and
+may run on the IOLoop (the run goes to a batch thread or a request thread); everything else
+blocks (model runs, scans) and runs on a worker thread. Errors are ``ServingError`` with TF
+Serving's codes and messages; one raised after routing carries the version (``exc.version``).
+Imports nothing of tornado, Jupyter or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Executor, Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
+
+import numpy as np
+
+from .batching import BatchingParameters, BatchScheduler
+from .core.admission import Admission, Ticket
+from .core.handle import ServableHandle
+from .core.manager import Manager
+from .core.servable import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    REGRESS_METHOD,
+    ExampleBatch,
+    SignatureInfo,
+)
+from .core.state import VersionStatus
+from .core.status import Code, ServingError, invalid_argument, not_found
+from .metrics.stats import ServingStats
+
+Outputs = dict[str, np.ndarray]
+# Turns the routed version's signature into the request's inputs (a front end's decoder).
+Decoder = Callable[[SignatureInfo], dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model a request addresses: by version, by label, or neither (routed)."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+
+@dataclass
+class PredictCall:
+    """A decoded predict holding a handle on its version until the model has run."""
+
+    handle: ServableHandle
+    signature_name: str
+    signature: SignatureInfo
+    inputs: dict[str, np.ndarray]
+
+    @property
+    def version(self) -> int:
+        return self.handle.id.version
+
+
+class ModelInfo(NamedTuple):
+    """A model as ``GET /v1/models`` lists it."""
+
+    name: str
+    labels: dict[str, int]
+    statuses: list[VersionStatus]
+
+
+@dataclass(frozen=True)
+class DataPlaneOptions:
+    """What the data plane needs of the service's options (see ``ServiceOptions``)."""
+
+    request_timeout_seconds: float | None
+    # None turns batching off; per-model parameters replace it for their model.
+    batching: BatchingParameters | None
+    model_batching: Mapping[str, BatchingParameters]
+
+
+def is_batchable(signature: SignatureInfo, inputs: Mapping[str, np.ndarray]) -> bool:
+    """True when every input and output of the signature has a batch dimension (known rank >= 1
+    with an unknown first dimension) and the request has at least one input: only such calls
+    can be concatenated with others and split back by rows."""
+    if not inputs:
+        return False
+    for info in (*signature.inputs.values(), *signature.outputs.values()):
+        if info.shape is None or len(info.shape) == 0 or info.shape[0] != -1:
+            return False
+    return all(a.ndim >= 1 for a in inputs.values())
+
+
+def _signature(handle: ServableHandle, name: str) -> SignatureInfo:
+    signatures = handle.servable.signatures()
+    if name not in signatures:
+        raise invalid_argument(f'Serving signature name: "{name}" not found in signature def')
+    return signatures[name]
+
+
+def _check_method(signature: SignatureInfo, expected: str, what: str) -> None:
+    if signature.method_name != expected:
+        raise invalid_argument(
+            f"Expected {what} signature method_name to be {expected}. "
+            f"Was: {signature.method_name}"
+        )
+
+
+class DataPlane:
+    """Predict, classify, regress, status and metadata over one manager and batch scheduler.
+
+    Built by ``ModelService``; front ends reach it as ``service.dataplane``."""
+
+    def __init__(self, manager: Manager, scheduler: BatchScheduler, executor: Executor,
+                 stats: ServingStats, admission: Admission, options: DataPlaneOptions) -> None:
+        self._manager = manager
+        self._scheduler = scheduler
+        self._executor = executor
+        self.stats = stats
+        self.admission = admission
+        self.options = options
+
+    # ------------------------------------------------------------------ requests
+
+    def admit(self) -> Ticket:
+        """A request enters: its ticket, released by the front end when the request ends.
+        UNAVAILABLE (503) once the service is stopping."""
+        return self.admission.admit()
+
+    @contextmanager
+    def routed(self, ref: ModelRef) -> Iterator[ServableHandle]:
+        """Hold a handle on the version ``ref`` routes to; a ServingError raised while it is
+        held is marked with that version (for per-version error counts)."""
+        with self._manager.acquire(ref.name, ref.version, ref.label) as handle:
+            try:
+                yield handle
+            except ServingError as exc:
+                exc.version = handle.id.version
+                raise
+
+    def begin_predict(self, ref: ModelRef, signature_name: str | None,
+                      decode: Decoder) -> PredictCall:
+        """Route a predict, find its signature and decode its inputs with ``decode``; the
+        returned call holds a handle, which :meth:`submit_predict` releases once the model ran
+        (a caller that does not submit must release ``call.handle`` itself)."""
+        handle = self._manager.acquire(ref.name, ref.version, ref.label)
+        try:
+            name = signature_name or DEFAULT_SIGNATURE
+            signature = _signature(handle, name)
+            inputs = decode(signature)
+        except BaseException as exc:
+            if isinstance(exc, ServingError):
+                exc.version = handle.id.version
+            handle.release()
+            raise
+        return PredictCall(handle, name, signature, inputs)
+
+    def batching_parameters(self, model: str) -> BatchingParameters | None:
+        """The batching parameters of ``model`` (None: it runs unbatched)."""
+        if self.options.batching is None:
+            return None
+        return self.options.model_batching.get(model, self.options.batching)
+
+    def submit_predict(self, call: PredictCall) -> Future[Outputs]:
+        """Run a begun predict on its version, batched with other callers' rows when the
+        model's batching is on and the signature has a batch dimension; else alone on a request
+        thread. Returns at once. The call's handle is released, and the work counted for
+        ``stop`` until, the future completes (whatever the outcome), so a version unloads, and
+        the service stops, only after the model ran. Raises UNAVAILABLE at once when the batch
+        queue is full; a failure of the run carries the version."""
+        handle = call.handle
+        servable = handle.servable
+        model, version = handle.id.name, handle.id.version
+        signature_name = call.signature_name
+        stats = self.stats
+
+        def run(inputs: Mapping[str, np.ndarray]) -> Outputs:
+            started = time.perf_counter()
+            try:
+                return servable.run(signature_name, inputs)
+            finally:
+                stats.record_runtime(model, "predict", time.perf_counter() - started)
+
+        work = self.admission.extend()
+        params = self.batching_parameters(model)
+        try:
+            if params is not None and is_batchable(call.signature, call.inputs):
+                # Rows can share a batch when their non-batch shapes match, or, with
+                # pad_variable_length_inputs, when only their lengths differ (ranks match).
+                pad = params.pad_variable_length_inputs
+                key = (model, version, signature_name,
+                       tuple((k, a.dtype.str, a.ndim if pad else a.shape[1:])
+                             for k, a in sorted(call.inputs.items())))
+                timeout = self.options.request_timeout_seconds
+                deadline = time.monotonic() + timeout if timeout else None
+                future = self._scheduler.schedule(key, call.inputs, run, params, deadline)
+            else:
+                future = self._executor.submit(run, call.inputs)
+        except BaseException as exc:
+            handle.release()
+            work.release()
+            if isinstance(exc, ServingError):
+                exc.version = version
+            raise
+
+        def done(f: Future[Outputs]) -> None:
+            handle.release()
+            work.release()
+            exc = f.exception() if not f.cancelled() else None
+            if isinstance(exc, ServingError):
+                exc.version = version
+
+        future.add_done_callback(done)
+        return future
+
+    def predict(self, ref: ModelRef, signature_name: str | None,
+                decode: Decoder) -> tuple[PredictCall, Outputs]:
+        """The whole predict, blocking (bulk work, tests; not on the IOLoop)."""
+        call = self.begin_predict(ref, signature_name, decode)
+        return call, self.submit_predict(call).result()
+
+    def _run_examples(self, ref: ModelRef, signature_name: str | None, batch: ExampleBatch,
+                      method: str, what: str) -> tuple[int, Outputs]:
+        with self.routed(ref) as handle:
+            name = signature_name or DEFAULT_SIGNATURE
+            _check_method(_signature(handle, name), method, what)
+            return handle.id.version, handle.servable.run_examples(name, batch)
+
+    def classify(self, ref: ModelRef, signature_name: str | None,
+                 batch: ExampleBatch) -> tuple[int, Outputs]:
+        """Classify: the version that answered and the signature's outputs. Blocking."""
+        return self._run_examples(ref, signature_name, batch, CLASSIFY_METHOD, "classification")
+
+    def regress(self, ref: ModelRef, signature_name: str | None,
+                batch: ExampleBatch) -> tuple[int, Outputs]:
+        """Regress: the version that answered and the signature's outputs. Blocking."""
+        return self._run_examples(ref, signature_name, batch, REGRESS_METHOD, "regression")
+
+    def record_request(self, model: str, version: int | None, api: str, code: Code,
+                       seconds: float, entrypoint: str) -> None:
+        """Count one finished request (front ends call this once per request)."""
+        self.stats.record_request(model, version, api, code.name, seconds, entrypoint)
+
+    # ------------------------------------------------------------------ status, metadata
+
+    def model_status(self, ref: ModelRef) -> list[VersionStatus]:
+        """GetModelStatus: every version the manager knows (END ones included), newest first;
+        only the one ``ref`` names when it names one."""
+        statuses = self._manager.version_statuses(ref.name)
+        version = ref.version
+        if ref.label is not None:
+            labels = self._manager.labels(ref.name)
+            if ref.label not in labels:
+                raise invalid_argument(f"Unrecognized servable version label: {ref.label}")
+            version = labels[ref.label]
+        if version is not None:
+            statuses = [s for s in statuses if s.version == version]
+            if not statuses:
+                raise not_found(f"Could not find version {version} of model {ref.name}")
+        return statuses
+
+    def model_metadata(self, ref: ModelRef) -> tuple[int, dict[str, Any]]:
+        """GetModelMetadata: the version routed to and its ``signature_def`` metadata."""
+        with self.routed(ref) as handle:
+            return handle.id.version, handle.servable.metadata()
+
+    def list_models(self) -> list[ModelInfo]:
+        """Every model the manager knows with its labels and version statuses."""
+        models = []
+        for name in self._manager.model_names():
+            try:
+                statuses = self._manager.version_statuses(name)
+            except ServingError as exc:  # a model forgotten between the two calls
+                if exc.code == Code.NOT_FOUND:
+                    continue
+                raise
+            models.append(ModelInfo(name, self._manager.labels(name), statuses))
+        return models
