@@ -31,8 +31,9 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Callable, Literal, Sequence, TypedDict
+from typing import TYPE_CHECKING, BinaryIO, Literal, TypedDict
 
 from .core import defaults
 from .core.archive import unpack_version_archive

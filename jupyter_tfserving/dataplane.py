@@ -17,10 +17,11 @@ Imports nothing of tornado, Jupyter or TensorFlow.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 

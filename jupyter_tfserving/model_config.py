@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from google.protobuf import text_format
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
 from .core.model_spec import ModelSpec
-from .core.validation import check_model_name
 from .core.serving_state import write_atomically
 from .core.status import ServingError, invalid_argument
+from .core.validation import check_model_name
 from .core.version_policy import All, Latest, Specific, VersionPolicy
 
 log = logging.getLogger(__name__)

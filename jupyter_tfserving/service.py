@@ -18,9 +18,10 @@ import dataclasses
 import logging
 import os
 import secrets
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, TypedDict
+from typing import TypedDict
 
 from .batching import BatchEvent, BatchingParameters, BatchScheduler
 from .control_plane import ControlPlane, ControlPlaneOptions, VersionJSON, version_json

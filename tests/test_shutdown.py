@@ -36,8 +36,8 @@ from jupyter_tfserving.core.manager import ManagerOptions
 from jupyter_tfserving.core.servable import SignatureInfo, TensorInfo
 from jupyter_tfserving.core.state import ServableState
 from jupyter_tfserving.core.status import Code, ServingError
-from jupyter_tfserving.platforms.python import write_python_version
 from jupyter_tfserving.dataplane import ModelRef
+from jupyter_tfserving.platforms.python import write_python_version
 from jupyter_tfserving.service import ModelService, ServiceOptions
 
 from .jupyter_process import JupyterServer, child_env

@@ -23,7 +23,8 @@ import stat
 import tarfile
 import tempfile
 import zlib
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+from typing import BinaryIO
 
 from .status import Code, ServingError
 

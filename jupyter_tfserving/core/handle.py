@@ -11,8 +11,8 @@ finaliser could run inside the manager's lock during garbage collection).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from types import TracebackType
-from typing import Callable
 
 from .servable import Servable
 from .state import ServableId

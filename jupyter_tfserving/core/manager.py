@@ -26,15 +26,15 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Collection, Mapping
 
 from . import defaults
 from .handle import ServableHandle
+from .routing import unversioned_route
 from .servable import Loader, LoadSpec, Servable
 from .state import ServableId, ServableState, VersionStatus
-from .routing import unversioned_route
 from .status import (
     Code,
     ServingError,
@@ -378,19 +378,6 @@ class Manager:
                 return {}
             return {v: r.refcount for v, r in sorted(model.versions.items()) if r.state in held}
 
-    def forget(self, name: str) -> None:
-        """Drop a model and its history. Allowed only when no version is aspired or alive (all
-        END, e.g. after ``set_aspired_versions(name, {})``), else FAILED_PRECONDITION; a no-op
-        for an unknown model."""
-        with self._cond:
-            model = self._models.get(name)
-            if model is None:
-                return
-            if any(r.aspired or r.state is not ServableState.END
-                   for r in model.versions.values()):
-                raise failed_precondition(f"Model {name} still has aspired or loaded versions")
-            del self._models[name]
-
     def wait_for(
         self, name: str, version: int, states: Collection[ServableState], timeout: float
     ) -> VersionStatus:
@@ -423,10 +410,6 @@ class Manager:
         logged and ignored."""
         with self._cond:
             self._listeners = (*self._listeners, fn)
-
-    def remove_listener(self, fn: Listener) -> None:
-        with self._cond:
-            self._listeners = tuple(f for f in self._listeners if f is not fn)
 
     # ------------------------------------------------------------------ shutdown
 

@@ -6,8 +6,8 @@ directories of the repository (``core.repository``); consumed by ``core.source``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from .version_policy import Latest, VersionPolicy
 

@@ -9,7 +9,8 @@ through the management API. Plain stdlib.
 
 from __future__ import annotations
 
-from typing import Collection, Mapping, NamedTuple
+from collections.abc import Collection, Mapping
+from typing import NamedTuple
 
 STABLE_LABEL = "stable"
 CANARY_LABEL = "canary"

@@ -43,7 +43,7 @@ class ModelServingState:
         }
 
     @classmethod
-    def from_json(cls, data: object) -> "ModelServingState":
+    def from_json(cls, data: object) -> ModelServingState:
         if not isinstance(data, dict):
             raise ValueError("a model's state must be an object")
         weight = float(data.get("canary_weight", 0.0))

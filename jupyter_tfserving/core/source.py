@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .manager import Manager
 from .model_spec import ModelSpec

@@ -17,8 +17,9 @@ These are pure functions: no locks, no I/O; the manager calls them under its loc
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Literal
 
 from .state import ServableState
 from .status import invalid_argument

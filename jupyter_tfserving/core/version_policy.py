@@ -9,8 +9,8 @@ between threads.
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .status import invalid_argument
 

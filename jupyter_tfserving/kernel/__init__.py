@@ -8,8 +8,8 @@ Talks to the server only over REST (DESIGN §1); imports nothing of jupyter_serv
 from __future__ import annotations
 
 from .client import ServerUnavailable, TFServingClient, TFServingError, find_server
-from .widgets import Dashboard, dashboard
 from .serving import ServedModel, connect, serve
+from .widgets import Dashboard, dashboard
 
 __all__ = ["Dashboard", "ServedModel", "ServerUnavailable", "TFServingClient", "TFServingError",
            "connect", "dashboard", "find_server", "serve"]

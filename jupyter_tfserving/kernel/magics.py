@@ -10,7 +10,8 @@ server-side error); ``dashboard`` displays the live panel of ``kernel.widgets``.
 from __future__ import annotations
 
 import shlex
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .client import TFServingError
 from .serving import connect
@@ -97,8 +98,8 @@ def tfserving_magic(line: str) -> None:
 
 def register(ipython: Any) -> None:
     """Register ``%tfserving`` and put ``serve`` and ``dashboard`` in the user namespace."""
-    from .widgets import dashboard
     from .serving import serve
+    from .widgets import dashboard
 
     ipython.register_magic_function(tfserving_magic, magic_kind="line", magic_name="tfserving")
     ipython.push({"serve": serve, "dashboard": dashboard})

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.validation import check_model_name
 from ..core.status import ServingError
+from ..core.validation import check_model_name
 from .client import ServerUnavailable, TFServingClient, TFServingError, find_server
 from .export import ExportError, export_version
 

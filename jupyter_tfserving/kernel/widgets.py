@@ -27,13 +27,14 @@ import io
 import itertools
 import threading
 import weakref
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 
-from ..core.validation import check_model_name
 from ..core.status import ServingError
+from ..core.validation import check_model_name
 from .client import TFServingClient, TFServingError
 from .serving import ServedModel, find_version
 

@@ -8,7 +8,7 @@ time, on a worker thread. Names follow TF Serving's exporter: ``/tensorflow/serv
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import HistogramMetricFamily, Metric

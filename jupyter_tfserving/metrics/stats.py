@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import bisect
 import threading
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Collection, Iterable, Sequence, TypedDict
+from typing import TypedDict
 
 # TF Serving's latency buckets: ExponentialBuckets(10, 1.8, 33), in microseconds.
 LATENCY_BUCKETS_US: tuple[float, ...] = tuple(10 * 1.8**i for i in range(33))
@@ -57,7 +58,7 @@ class Histogram:
                 return bound
         return self.bounds[-1]
 
-    def copy(self) -> "Histogram":
+    def copy(self) -> Histogram:
         h = Histogram(self.bounds)
         h.counts = list(self.counts)
         h.sum, h.count = self.sum, self.count
@@ -162,7 +163,7 @@ class ServingStats:
             for key in [k for k in self.versions if k[0] == model and k[1] not in versions]:
                 del self.versions[key]
 
-    def snapshot(self) -> "ServingStats":
+    def snapshot(self) -> ServingStats:
         """A consistent deep copy, for readers that format at leisure."""
         copy = ServingStats()
         with self._lock:

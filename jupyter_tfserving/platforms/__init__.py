@@ -13,7 +13,8 @@ New platforms (``"python"`` for cloudpickled callables, say) register a factory 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from ..core.servable import Loader, LoadSpec, Servable
 from ..core.status import Code, ServingError

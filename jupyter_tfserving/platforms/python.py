@@ -27,7 +27,8 @@ import json
 import os
 import stat
 import tempfile
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 

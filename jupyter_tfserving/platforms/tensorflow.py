@@ -17,14 +17,15 @@ from __future__ import annotations
 import copy
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.servable import (
-    ExampleBatch,
     Example,
+    ExampleBatch,
     SignatureInfo,
     TensorInfo,
 )

@@ -8,8 +8,9 @@ handler runs the operation on (a request thread, or the IOLoop for small predict
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -4,8 +4,9 @@ loader factory whose loads a test can script (hold open, fail n times, fail alwa
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 import random
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -11,7 +11,6 @@ from jupyter_tfserving.core.manager import Manager, ManagerOptions
 from jupyter_tfserving.core.servable import LoadSpec
 from jupyter_tfserving.core.state import ServableId, ServableState, VersionStatus
 from jupyter_tfserving.core.status import Code, ServingError
-
 from tests.core.fakes import FakeLoaderFactory
 
 S, L, A, U, E = (ServableState.START, ServableState.LOADING, ServableState.AVAILABLE,
@@ -513,20 +512,6 @@ def test_listener_sees_every_change_outside_the_lock(manager: Manager) -> None:
     recorder.wait_for("m", 1, E)
     assert recorder.states("m", 1) == [S, L, A, U, E]
     assert len(seen_refcounts) >= 4
-
-
-def test_forget(manager: Manager) -> None:
-    aspire(manager, "m", 1)
-    wait(manager, "m", 1, A)
-    assert serving_error(lambda: manager.forget("m")).code == Code.FAILED_PRECONDITION
-    aspire(manager, "m")
-    wait(manager, "m", 1, E)
-    manager.forget("m")
-    assert manager.model_names() == []
-    manager.forget("m")
-
-
-# ---------------------------------------------------------------------------- stop
 
 
 def test_stop_waits_for_handles(manager: Manager, factory: FakeLoaderFactory) -> None:

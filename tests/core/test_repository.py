@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from jupyter_tfserving.core.validation import is_valid_model_name
 from jupyter_tfserving.core.repository import discover_models, list_versions, parse_version
+from jupyter_tfserving.core.validation import is_valid_model_name
 
 
 def test_parse_version():

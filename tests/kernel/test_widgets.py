@@ -9,14 +9,14 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from jupyter_tfserving.kernel.client import TFServingClient, TFServingError
-from jupyter_tfserving.kernel.widgets import Dashboard, ModelPanel, dashboard
 from jupyter_tfserving.kernel.serving import serve
+from jupyter_tfserving.kernel.widgets import Dashboard, ModelPanel, dashboard
 
 PNG = b"\x89PNG"
 

@@ -14,9 +14,10 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from google.protobuf import text_format
