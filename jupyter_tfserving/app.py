@@ -91,7 +91,9 @@ class TFServingApp(ExtensionApp):
         help="Deadline of one REST request in milliseconds (TF Serving's "
         "--rest_api_timeout_in_ms); a request past it answers 504. 0 means no deadline.",
     )
-    num_load_threads = Int(defaults.NUM_LOAD_THREADS, config=True, help="Threads that load and unload models.")
+    num_load_threads = Int(
+        defaults.NUM_LOAD_THREADS, config=True, help="Threads that load and unload models."
+    )
     num_request_threads = Int(
         defaults.NUM_REQUEST_THREADS,
         config=True,

@@ -298,7 +298,7 @@ class ControlPlane:
             by_version.setdefault(version, []).append(label)
         available = {s.version for s in statuses if s.state is ServableState.AVAILABLE}
         versions: list[VersionEntry] = [{
-            **version_json(status),  # type: ignore[typeddict-item]
+            **version_json(status),
             "labels": by_version.get(status.version, []),
             "in_flight": refcounts.get(status.version, 0),
             "unloaded": status.version in state.unloaded,
@@ -484,6 +484,7 @@ class ControlPlane:
             if entry is None:
                 add_model(config, name, base, "tensorflow")
                 entry = config_entry(config, name)
+                assert entry is not None  # just added
             entry.version_labels.clear()
             entry.version_labels.update(labels)
 

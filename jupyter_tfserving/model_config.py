@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 from google.protobuf import text_format
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
@@ -25,7 +26,9 @@ from .core.version_policy import All, Latest, Specific, VersionPolicy
 log = logging.getLogger(__name__)
 
 
-ModelServerConfig = model_server_config_pb2.ModelServerConfig
+# tensorflow_serving ships no type information: for mypy these aliases are Any.
+ModelServerConfig: TypeAlias = model_server_config_pb2.ModelServerConfig
+_ModelConfigProto: TypeAlias = model_server_config_pb2.ModelConfig
 
 
 def parse_model_config(text: str, config_dir: str) -> list[ModelSpec]:
@@ -72,7 +75,9 @@ def _parse_proto(text: str) -> ModelServerConfig:
     return config
 
 
-_VersionPolicyProto = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
+_VersionPolicyProto: TypeAlias = (
+    file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
+)
 
 
 def _policy(policy: _VersionPolicyProto) -> VersionPolicy:
@@ -149,7 +154,8 @@ class ModelConfigFile:
         configuration in force at once (no waiting for the next poll)."""
         specs = edit_model_config(self.path, edit)
         st = os.stat(self.path)
-        self._specs, self._stamp, self._loaded, self.error = specs, (st.st_mtime, st.st_size), True, None
+        self._specs, self._stamp = specs, (st.st_mtime, st.st_size)
+        self._loaded, self.error = True, None
         self._checked_at = time.monotonic()
         return self._specs
 
@@ -159,7 +165,7 @@ class ModelConfigFile:
         self._checked_at = 0.0
 
 
-def config_entry(config: ModelServerConfig, name: str):  # -> ModelConfig | None
+def config_entry(config: ModelServerConfig, name: str) -> _ModelConfigProto | None:
     """The ``model_config_list`` entry of model ``name`` in ``config``, or None."""
     for model in config.model_config_list.config:
         if model.name == name:

@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import TypedDict, cast
 
 from .batching import BatchEvent, BatchingParameters, BatchScheduler
 from .control_plane import ControlPlane, ControlPlaneOptions, VersionJSON, version_json
@@ -154,7 +154,9 @@ class ModelService:
         self.prometheus_registry = make_registry(self.stats, self.in_flight)
 
     def _record_batch(self, event: BatchEvent) -> None:
-        self.stats.record_batch(event.key[0], event.input_batch_size, event.processed_batch_size,
+        # The data plane's batch key: (model, version, signature name, input dtypes and shapes).
+        model = cast("tuple[str, int, str, object]", event.key)[0]
+        self.stats.record_batch(model, event.input_batch_size, event.processed_batch_size,
                                 event.queuing_latencies)
 
     def _forget_stats(self, servable_id: ServableId, status: VersionStatus) -> None:
@@ -184,7 +186,7 @@ class ModelService:
         models: list[ModelStatsJSON] = []
         for info in self.dataplane.list_models():
             versions: list[VersionStatsEntry] = [{
-                **version_json(status),  # type: ignore[typeddict-item]
+                **version_json(status),
                 **snapshot.version_json(info.name, status.version),
                 "in_flight": in_flight.get((info.name, status.version), 0),
             } for status in info.statuses]

@@ -52,7 +52,8 @@ app.initialize(argv=["--allow-root", "--port=0", "--ServerApp.open_browser=False
 ext = app.web_app.settings["jupyter_tfserving.service"]
 ext.control.reload()
 print("LOADED" if "jupyter_tfserving" in app.extension_manager.extensions else "MISSING")
-print("TF" if any(m == "tensorflow" or m.startswith("tensorflow.") for m in sys.modules) else "NO-TF")
+tf_loaded = any(m == "tensorflow" or m.startswith("tensorflow.") for m in sys.modules)
+print("TF" if tf_loaded else "NO-TF")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, cwd=tmp_path)
@@ -98,7 +99,9 @@ async def test_failed_new_version_leaves_the_old_one_serving(rest, publish, mode
     entry = await rest.wait_for("half_plus_two", 5, state="END")
     assert entry["status"]["error_code"] != "OK"
     assert entry["status"]["error_message"]
-    code, data, headers = await rest.call("/v1/models/half_plus_two:predict", {"instances": [[0.0]]})
+    code, data, headers = await rest.call(
+        "/v1/models/half_plus_two:predict", {"instances": [[0.0]]}
+    )
     assert (code, data, headers["X-Model-Version"]) == (200, {"predictions": [[2.0]]}, "1")
     code, data, _ = await rest.call("/v1/models/half_plus_two")
     assert [(s["version"], s["state"]) for s in data["model_version_status"]] == [
@@ -156,7 +159,8 @@ def test_batching_options_from_traits_file_and_per_model(tmp_path):
     assert options.batching.allowed_batch_sizes == (4, 16)
     assert options.model_batching["slow"].max_batch_size == 4
     assert options.model_batching["slow"].batch_timeout_micros == 500
-    assert TFServingApp(model_root=str(tmp_path), enable_batching=False).service_options().batching is None
+    unbatched = TFServingApp(model_root=str(tmp_path), enable_batching=False)
+    assert unbatched.service_options().batching is None
 
     testdata = testdata_or_skip()
     from_file = TFServingApp(model_root=str(tmp_path),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from google.protobuf import (
@@ -121,7 +122,7 @@ class BatchingParameters:
         if sizes:
             if any(s <= 0 for s in sizes):
                 raise invalid_argument(f"allowed_batch_sizes must be positive; were {list(sizes)}")
-            if any(b <= a for a, b in zip(sizes, sizes[1:])):
+            if any(b <= a for a, b in pairwise(sizes)):
                 raise invalid_argument(
                     f"allowed_batch_sizes entries must be monotonically increasing; were "
                     f"{list(sizes)}"

@@ -80,7 +80,8 @@ def _member_parts(member: tarfile.TarInfo) -> tuple[str, ...]:
 def _spool(stream: BinaryIO, limit: int) -> BinaryIO:
     """Copy a non-seekable stream to a seekable temporary file (tarfile's ``r:*`` seeks),
     refusing input longer than ``limit`` bytes."""
-    spooled = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
+    # Returned open: the caller owns and closes it.
+    spooled = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
     total = 0
     while True:
         chunk = stream.read(_CHUNK)
@@ -237,7 +238,8 @@ def unpack_version_archive(
     try:
         try:
             # errorlevel 2: a chmod that fails raises instead of leaving the archive's mode.
-            tar = tarfile.open(fileobj=stream, mode="r:*", errorlevel=2)
+            # Not a `with`: only the open's errors are "not a tar"; `with tar:` follows.
+            tar = tarfile.open(fileobj=stream, mode="r:*", errorlevel=2)  # noqa: SIM115
         except _READ_ERRORS as e:
             raise _not_a_tar(e) from None
         with tar:
@@ -284,9 +286,11 @@ def pack_directory(src: str) -> bytes:
         raise _refuse(f"Cannot pack {src}: not a directory")
     buf = io.BytesIO()
     # mtime=0: the same directory packs to the same bytes.
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
-        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            _pack_into(tar, src, "")
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        _pack_into(tar, src, "")
     return buf.getvalue()
 
 

@@ -190,14 +190,14 @@ class Manager:
                     if rec.state is ServableState.START:
                         self._set_state(rec, ServableState.END)
             for version, spec in wanted.items():
-                rec = model.versions.get(version)
-                if rec is None or (rec.state is ServableState.END and not rec.aspired):
+                old = model.versions.get(version)
+                if old is None or (old.state is ServableState.END and not old.aspired):
                     rec = _Version(ServableId(name, version), spec)
                     model.versions[version] = rec
                     self._emit(rec)
                 else:
-                    rec.spec = spec
-                    rec.aspired = True
+                    old.spec = spec
+                    old.aspired = True
             self._reconcile(model)
             self._cond.notify_all()  # load retries wait for their version to be un-aspired
         self._deliver()
@@ -361,8 +361,9 @@ class Manager:
 
     def version_statuses(self, name: str) -> list[VersionStatus]:
         """Every version of the model, highest first, END ones included (failed loads are END
-        with their error; see ``ManagerOptions.max_end_versions_kept``). NOT_FOUND ``Could not find any versions of model X`` when the model
-        is unknown or has no versions (TF Serving's GetModelStatus)."""
+        with their error; see ``ManagerOptions.max_end_versions_kept``). NOT_FOUND ``Could not
+        find any versions of model X`` when the model is unknown or has no versions (TF Serving's
+        GetModelStatus)."""
         with self._cond:
             model = self._models.get(name)
             if model is None or not model.versions:

@@ -12,6 +12,7 @@ stdlib: no Jupyter, no TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -108,8 +109,6 @@ def write_atomically(path: str, text: str) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise

@@ -68,7 +68,7 @@ class Specific(VersionPolicy):
         object.__setattr__(self, "versions", chosen)
 
     def aspired(self, versions_on_disk: Iterable[int]) -> set[int]:
-        return self.versions & set(versions_on_disk)
+        return set(versions_on_disk) & self.versions
 
     def __repr__(self) -> str:
         return f"Specific(versions={sorted(self.versions)!r})"

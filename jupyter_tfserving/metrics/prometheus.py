@@ -8,7 +8,8 @@ time, on a worker thread. Names follow TF Serving's exporter: ``/tensorflow/serv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import HistogramMetricFamily, Metric
@@ -17,9 +18,12 @@ from .stats import Histogram, ServingStats
 
 PREFIX = ":tensorflow:serving:"
 
+# The label values of one sample: (model,), (model, status), (model, API, entrypoint), ...
+_Key = TypeVar("_Key", bound=tuple[str, ...])
+
 
 def _histogram(name: str, doc: str, labels: list[str],
-               items: dict[tuple[str, ...], Histogram]) -> HistogramMetricFamily:
+               items: Mapping[_Key, Histogram]) -> HistogramMetricFamily:
     family = HistogramMetricFamily(PREFIX + name, doc, labels=labels)
     for key, h in sorted(items.items()):
         family.add_metric(list(key), h.cumulative(), h.sum)
@@ -27,11 +31,11 @@ def _histogram(name: str, doc: str, labels: list[str],
 
 
 def _scalar(kind: str, name: str, doc: str, labels: list[str],
-            items: dict[tuple[str, ...], float]) -> Metric:
+            items: Mapping[_Key, float]) -> Metric:
     """A counter or gauge whose samples carry exactly ``name`` (no ``_total``)."""
     metric = Metric(PREFIX + name, doc, kind)
     for key, value in sorted(items.items()):
-        metric.add_sample(PREFIX + name, dict(zip(labels, key)), value)
+        metric.add_sample(PREFIX + name, dict(zip(labels, key, strict=True)), value)
     return metric
 
 

@@ -39,7 +39,7 @@ class Histogram:
     def cumulative(self) -> list[tuple[str, int]]:
         """``[(le, cumulative count), ..., ("+Inf", count)]`` as Prometheus wants it."""
         out, running = [], 0
-        for bound, n in zip(self.bounds, self.counts):
+        for bound, n in zip(self.bounds, self.counts, strict=False):  # counts[-1] is +Inf
             running += n
             out.append((_le(bound), running))
         out.append(("+Inf", self.count))
@@ -52,7 +52,7 @@ class Histogram:
             return None
         rank = q * self.count
         running = 0
-        for bound, n in zip(self.bounds, self.counts):
+        for bound, n in zip(self.bounds, self.counts, strict=False):  # counts[-1] is +Inf
             running += n
             if running >= rank:
                 return bound

@@ -383,10 +383,7 @@ class PythonServable:
                 f"{what}. Inputs expected to be in the set {{{','.join(sorted(expected))}}}."
             )
         try:
-            if len(expected) == 1:
-                result = fn(next(iter(inputs.values())))
-            else:
-                result = fn(**inputs)
+            result = fn(next(iter(inputs.values()))) if len(expected) == 1 else fn(**inputs)
             return self._outputs(result)
         except ServingError:
             raise

@@ -14,6 +14,7 @@ this module is cheap. Every ``tf.errors.OpError`` leaves this module as a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import threading
@@ -60,11 +61,9 @@ def configure_tensorflow() -> None:
         import tensorflow as tf
 
         for gpu in tf.config.list_physical_devices("GPU"):
-            try:
+            # "Physical devices cannot be modified after being initialized".
+            with contextlib.suppress(RuntimeError, ValueError):
                 tf.config.experimental.set_memory_growth(gpu, True)
-            except (RuntimeError, ValueError):
-                # "Physical devices cannot be modified after being initialized".
-                pass
         _configured = True
 
 
@@ -155,7 +154,7 @@ def _metadata(meta_graph: meta_graph_pb2.MetaGraphDef) -> dict[str, Any]:
             sig_map, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
         )
     except TypeError:  # protobuf < 5.26 spells the option differently
-        as_dict = json_format.MessageToDict(
+        as_dict = json_format.MessageToDict(  # type: ignore[call-arg]  # old name, not in stubs
             sig_map, preserving_proto_field_name=True, including_default_value_fields=True
         )
     return {"signature_def": as_dict}
@@ -173,7 +172,9 @@ def _feature_proto(feature: Any) -> Any:
     if feature.kind == "bytes":
         encoded = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values]
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=encoded))
-    raise ServingError(Code.INVALID_ARGUMENT, f"Unsupported tf.Example feature kind: {feature.kind!r}")
+    raise ServingError(
+        Code.INVALID_ARGUMENT, f"Unsupported tf.Example feature kind: {feature.kind!r}"
+    )
 
 
 def _serialize_examples(batch: ExampleBatch) -> np.ndarray:
@@ -270,7 +271,9 @@ class SavedModelServable:
                     self._callables[key] = fn
         return fn
 
-    def _session_run(self, runnable: _RunnableSignature, feed: dict[str, Any]) -> dict[str, np.ndarray]:
+    def _session_run(
+        self, runnable: _RunnableSignature, feed: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
         import tensorflow as tf
 
         names = tuple(feed)
@@ -283,7 +286,7 @@ class SavedModelServable:
             raise ServingError(Code.INVALID_ARGUMENT, str(e)) from None
         except RuntimeError as e:  # closed session, a graph that cannot run
             raise ServingError(Code.FAILED_PRECONDITION, str(e)) from None
-        return {alias: np.asarray(v) for alias, v in zip(runnable.fetches, values)}
+        return {alias: np.asarray(v) for alias, v in zip(runnable.fetches, values, strict=True)}
 
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Feed ``inputs`` by tensor name and fetch every output of the signature.
@@ -389,7 +392,9 @@ class SavedModelLoader:
             raise _op_error(e, f"Failed to load SavedModel at {path}: ") from None
         except OSError as e:
             session.close()
-            raise ServingError(Code.DATA_LOSS, f"Could not read SavedModel at {path}: {e}") from None
+            raise ServingError(
+                Code.DATA_LOSS, f"Could not read SavedModel at {path}: {e}"
+            ) from None
         except RuntimeError as e:
             session.close()
             if "MetaGraphDef associated with tags" in str(e):

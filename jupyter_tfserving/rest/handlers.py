@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from jupyter_server.auth.utils import HTTP_METHOD_TO_AUTH_ACTION
 from jupyter_server.base.handlers import APIHandler
@@ -60,7 +61,7 @@ class TFServingHandler(APIHandler):
 
     @property
     def service(self) -> ModelService:
-        return self.settings[SERVICE_SETTING]  # type: ignore[no-any-return]
+        return self.settings[SERVICE_SETTING]
 
     @property
     def dataplane(self) -> DataPlane:

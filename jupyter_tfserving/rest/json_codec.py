@@ -62,7 +62,7 @@ import numpy as np
 import orjson
 
 from ..core.dtypes import FLOAT_DTYPES, INT_DTYPES, JSON_DTYPES
-from ..core.servable import ExampleBatch, Feature, SignatureInfo
+from ..core.servable import Example, ExampleBatch, Feature, SignatureInfo
 from ..core.status import Code, ServingError, invalid_argument
 
 __all__ = [
@@ -163,10 +163,11 @@ def check_json_limits(
     if not (check_depth or check_values):
         return
     text = _without_strings(raw)
-    if check_depth and _nested_deeper_than(text.translate(None, _NOT_BRACKETS), max_depth):
+    if (check_depth and max_depth is not None
+            and _nested_deeper_than(text.translate(None, _NOT_BRACKETS), max_depth)):
         raise invalid_argument(
             f"JSON Parse error: the document is nested deeper than {max_depth} levels")
-    if check_values:
+    if check_values and max_values is not None:
         count = _count_values(text)
         if count > max_values:
             raise invalid_argument(
@@ -746,7 +747,9 @@ def parse_examples_request(
         raise invalid_argument(
             f"JSON Value: {_quote(doc)} '{_EXAMPLES_KEY}' value is an empty array"
         )
-    parsed = [_parse_example(example, f"example {i}") for i, example in enumerate(examples)]
+    parsed: list[Example] = [
+        _parse_example(example, f"example {i}") for i, example in enumerate(examples)
+    ]
     return signature_name, ExampleBatch(examples=parsed, context=context)
 
 
@@ -867,8 +870,8 @@ def encode_classify_response(outputs: Mapping[str, np.ndarray]) -> bytes:
     label_rows = labels if labels is not None else [[""] * k for _ in range(n)]
     score_rows = values if values is not None else [[0.0] * k for _ in range(n)]
     results = [
-        [[label, score] for label, score in zip(label_row, score_row)]
-        for label_row, score_row in zip(label_rows, score_rows)
+        [[label, score] for label, score in zip(label_row, score_row, strict=True)]
+        for label_row, score_row in zip(label_rows, score_rows, strict=True)
     ]
     return _dump({"results": results})
 

@@ -52,7 +52,7 @@ class ManagementHandler(RoutedHandler):
         parse = functools.partial(parse_json_body, self.request.body,
                                   **json_limits(self.service))
         try:
-            return await self.in_worker(parse)  # type: ignore[no-any-return]
+            return await self.in_worker(parse)
         except ServingError as exc:
             self.send_serving_error(exc)
             return None
@@ -158,7 +158,9 @@ class UploadHandler(RoutedHandler):
     _size = 0
     _too_large = False
 
-    async def prepare(self) -> None:
+    # APIHandler.prepare() drops JupyterHandler's _redirect_to_login keyword, and ignores the
+    # same error in jupyter_server; tornado calls prepare() without arguments.
+    async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         if self._finished or self.request.method != "POST":
             return
@@ -174,8 +176,11 @@ class UploadHandler(RoutedHandler):
             return
         # a chunked body that passes the limit is cut off by tornado (400, connection closed)
         self.request.connection.set_max_body_size(limit)  # type: ignore[union-attr]
+        # Kept open across data_received calls; closed by the handler when the request ends.
         self._spool = await asyncio.get_running_loop().run_in_executor(
-            self.service.executor, lambda: tempfile.TemporaryFile(dir=self.service.model_root))
+            self.service.executor,
+            lambda: tempfile.TemporaryFile(dir=self.service.model_root),  # noqa: SIM115
+        )
 
     def _answer_too_large(self, size: int) -> None:
         limit = self.service.options.max_upload_bytes

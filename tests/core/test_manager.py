@@ -385,7 +385,7 @@ def test_unknown_label(manager: Manager) -> None:
     aspire(manager, "m", 1)
     wait(manager, "m", 1, A)
     for name in ("m", "unknown"):
-        err = serving_error(lambda: manager.acquire(name, label="nope"))
+        err = serving_error(lambda name=name: manager.acquire(name, label="nope"))
         assert (err.code, err.message) == (Code.INVALID_ARGUMENT,
                                            "Unrecognized servable version label: nope")
 
@@ -563,7 +563,7 @@ def test_stop_finishes_a_load_in_progress(manager: Manager, factory: FakeLoaderF
 def test_options_are_validated(factory: FakeLoaderFactory) -> None:
     for bad in (ManagerOptions(transition_policy="eager"), ManagerOptions(num_load_threads=0),
                 ManagerOptions(max_num_load_retries=-1)):
-        assert serving_error(lambda: Manager(factory, bad)).code == Code.INVALID_ARGUMENT
+        assert serving_error(lambda bad=bad: Manager(factory, bad)).code == Code.INVALID_ARGUMENT
 
 
 # ---------------------------------------------------------------------------- concurrency

@@ -49,7 +49,8 @@ def test_policies_and_labels_make_the_aspired_set(tmp_path):
 
 
 def test_new_versions_and_removed_models(tmp_path):
-    specs = [ModelSpec("m", _versions(tmp_path, "m", 1)), ModelSpec("n", _versions(tmp_path, "n", 1))]
+    specs = [ModelSpec("m", _versions(tmp_path, "m", 1)),
+             ModelSpec("n", _versions(tmp_path, "n", 1))]
     manager = RecordingManager()
     source = RepositorySource(manager, lambda: specs)
     source.poll_once()

@@ -54,7 +54,7 @@ def test_objects_that_cannot_be_served_are_refused(isolated, tmp_path):
     with pytest.raises(ValueError, match="not callable"):
         serve(42, name="x")
     with pytest.raises(ValueError, match="pickle"):
-        serve(lambda x, lock=threading.Lock(): x, name="x")  # a lock cannot be pickled
+        serve(lambda x, lock=threading.Lock(): x, name="x")  # noqa: B008  a lock cannot be pickled
     with pytest.raises(ValueError, match="not a SavedModel"):
         serve(str(tmp_path), name="x")
     with pytest.raises(ValueError, match="canary"):
@@ -122,7 +122,8 @@ def test_the_magic_lists_and_acts_and_reports_errors(server, capsys):
     out = capsys.readouterr().out
     assert "tensorflow_model_server --model_config_file=" in out
     assert "left out magic: served by the python platform" in out  # TF Serving cannot load it
-    assert open(f"{server.model_root}/handoff.config").read().startswith("model_config_list")
+    handoff = Path(server.model_root, "handoff.config").read_text()
+    assert handoff.startswith("model_config_list")
     tfserving_magic("frobnicate")
     assert "Unknown subcommand" in capsys.readouterr().out
 

@@ -66,7 +66,7 @@ def row(panel: ModelPanel, version: int) -> dict[str, str]:
              for c in re.findall(r"<td[^>]*>(.*?)</td>", match.group(1))]
     keys = ("version", "state", "labels", "in_flight", "requests", "errors", "p50", "p99",
             "traffic")
-    return dict(zip(keys, cells))
+    return dict(zip(keys, cells, strict=False))
 
 
 def text(widget) -> str:

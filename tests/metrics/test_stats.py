@@ -29,7 +29,9 @@ def test_requests_per_model_and_version():
     stats.record_request("m", None, "predict", "NOT_FOUND", 0.0001)
     stats.record_request("m", 2, "predict", "OK", 0.5)
     snap = stats.snapshot()
-    assert snap.request_count == {("m", "OK"): 2, ("m", "INVALID_ARGUMENT"): 1, ("m", "NOT_FOUND"): 1}
+    assert snap.request_count == {
+        ("m", "OK"): 2, ("m", "INVALID_ARGUMENT"): 1, ("m", "NOT_FOUND"): 1
+    }
     v1 = snap.version_json("m", 1)
     assert (v1["request_count"], v1["error_count"]) == (2, 1)
     assert v1["latency_us"]["count"] == 2 and v1["latency_us"]["p99"] >= 2000

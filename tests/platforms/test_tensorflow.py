@@ -298,7 +298,8 @@ def test_counter_is_stateful(tfs: dict[str, SavedModelServable]) -> None:
 
 
 @pytest.mark.parametrize(
-    "rel", ["saved_model_half_plus_two_cpu/00000123", "saved_model_half_plus_two_2_versions/00000124"]
+    "rel",
+    ["saved_model_half_plus_two_cpu/00000123", "saved_model_half_plus_two_2_versions/00000124"],
 )
 def test_regress_and_classify_examples(tfs: dict[str, SavedModelServable], rel: str) -> None:
     servable = tfs[rel]
@@ -374,7 +375,9 @@ def test_testdata_feeds_are_not_shape_checked_like_tf_serving(
 ) -> None:
     # TF Serving's C++ Session::Run does not enforce a placeholder's static shape: the
     # elementwise matrix model computes on a [1, 2, 2] feed, and a wrong dtype is refused.
-    out = tfs["matrix_half_plus_two/1"].run("serving_default", {"x": np.zeros((1, 2, 2), np.float32)})
+    out = tfs["matrix_half_plus_two/1"].run(
+        "serving_default", {"x": np.zeros((1, 2, 2), np.float32)}
+    )
     np.testing.assert_allclose(out["y"], np.full((1, 2, 2), 2.0))
     with pytest.raises(ServingError) as err:
         tfs["matrix_half_plus_two/1"].run("serving_default", {"x": np.zeros((1, 3, 3), np.int32)})

@@ -93,12 +93,14 @@ async def test_queued_requests_share_a_batch_and_get_their_own_rows(gated, rest,
     await _until(lambda: _queued_rows(jp_serverapp) == 7)
     gated.gate.set()
     assert await first == (200, {"predictions": [[200.0]]})
-    for v, task in zip(range(1, 8), others):
+    for v, task in zip(range(1, 8), others, strict=True):
         assert await task == (200, {"predictions": [[2.0 * v]]})
     assert [len(b) for b in gated.batches] == [1, 7]
     assert sorted(gated.batches[1]) == [float(v) for v in range(1, 8)]
     code, text, _ = await rest.call("/monitoring/prometheus/metrics")
-    assert ':tensorflow:serving:batching_session:input_batch_size_sum{model_name="gated"} 8.0' in text
+    assert (
+        ':tensorflow:serving:batching_session:input_batch_size_sum{model_name="gated"} 8.0' in text
+    )
 
 
 @pytest.mark.parametrize("tfserving_config", [

@@ -2,9 +2,9 @@
 
 The document is checked for shape (openapi-spec-validator when it is installed, and structural
 checks always), served byte for byte at ``P/api/openapi.json``, covers every route of the
-extension's route table (both ways), and every documented operation is exercised on a real server with a
-success and an error whose bodies validate against the schema the document declares for that
-path, method and status. The last server tests hold the management API to the control plane's
+extension's route table (both ways), and every documented operation is exercised on a real server
+with a success and an error whose bodies validate against the schema the document declares for
+that path, method and status. The last server tests hold the management API to the control plane's
 docstrings where label operations meet the repository poller.
 """
 
@@ -201,7 +201,7 @@ def test_document_is_valid_openapi_31():
         assert ref.startswith("#/"), ref
         _follow(ref[1:])  # raises KeyError when dangling
         REGISTRY.resolver().lookup(f"{DOC_URI}{ref}")
-    for name, schema in DOC["components"]["schemas"].items():
+    for schema in DOC["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)
 
     operation_ids = []

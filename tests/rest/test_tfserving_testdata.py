@@ -12,12 +12,17 @@ from tests.conftest import TESTDATA, testdata_or_skip
 
 CONFIG = """
 model_config_list {
-  config { name: "default" base_path: "%(d)s/saved_model_half_plus_two_cpu" model_platform: "tensorflow" }
-  config { name: "half_plus_three" base_path: "%(d)s/saved_model_half_plus_three" model_platform: "tensorflow" }
+  config { name: "default" base_path: "%(d)s/saved_model_half_plus_two_cpu"
+           model_platform: "tensorflow" }
+  config { name: "half_plus_three" base_path: "%(d)s/saved_model_half_plus_three"
+           model_platform: "tensorflow" }
   config { name: "counter" base_path: "%(d)s/saved_model_counter" model_platform: "tensorflow" }
-  config { name: "tf2" base_path: "%(d)s/saved_model_half_plus_two_tf2_cpu" model_platform: "tensorflow" }
+  config { name: "tf2" base_path: "%(d)s/saved_model_half_plus_two_tf2_cpu"
+           model_platform: "tensorflow" }
   config { name: "matrix" base_path: "%(d)s/matrix_half_plus_two" model_platform: "tensorflow" }
-  config { name: "with_config" base_path: "%(d)s/saved_model_half_plus_two_cpu_with_saved_model_config" model_platform: "tensorflow" }
+  config { name: "with_config"
+           base_path: "%(d)s/saved_model_half_plus_two_cpu_with_saved_model_config"
+           model_platform: "tensorflow" }
   config {
     name: "saved_model_half_plus_two_2_versions"
     base_path: "%(d)s/saved_model_half_plus_two_2_versions"
@@ -87,13 +92,16 @@ async def test_readme_classify_and_regress(rest):
 async def test_readme_status_and_metadata(rest):
     await _serve(rest)
     code, data, _ = await rest.call("/v1/models/default")
+    ok = {"error_code": "OK", "error_message": ""}
     assert (code, data) == (200, {"model_version_status": [
-        {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        {"version": "123", "state": "AVAILABLE", "status": ok}
     ]})
     code, data, _ = await rest.call("/v1/models/default/metadata")
     assert code == 200
     assert data == json.loads((TESTDATA / "half_plus_two_model_metadata.json").read_text())
-    code, data, _ = await rest.call("/v1/models/saved_model_half_plus_two_2_versions/versions/123/metadata")
+    code, data, _ = await rest.call(
+        "/v1/models/saved_model_half_plus_two_2_versions/versions/123/metadata"
+    )
     assert code == 200
     assert data == json.loads(
         (TESTDATA / "saved_model_half_plus_two_2_versions_metadata.json").read_text())
@@ -135,7 +143,8 @@ async def test_versions_and_labels_routes(rest):
 
 async def test_counter_is_stateful(rest):
     await _serve(rest)
-    await _post(rest, "/v1/models/counter:predict", {"signature_name": "reset_counter", "inputs": {}})
+    await _post(rest, "/v1/models/counter:predict",
+                {"signature_name": "reset_counter", "inputs": {}})
     for expected in (1.0, 2.0):
         code, data = await _post(rest, "/v1/models/counter:predict",
                                  {"signature_name": "incr_counter", "inputs": {}})

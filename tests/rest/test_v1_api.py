@@ -78,7 +78,9 @@ async def test_multi_input_output_and_b64(rest, publish):
         (b'{"signature_name": 7, "instances": [[1.0]]}', ""),
     ],
 )
-async def test_bad_predict_input_is_400_and_other_models_keep_serving(rest, publish, body, fragment):
+async def test_bad_predict_input_is_400_and_other_models_keep_serving(
+    rest, publish, body, fragment
+):
     await _serve(rest, publish)
     code, data, headers = await rest.call("/v1/models/half_plus_two:predict", body, method="POST")
     assert code == 400, data
