@@ -6,6 +6,7 @@ own event loop, behind a random token checked by jupyter_server's own ``Identity
 exactly the handlers the extension mounts, so clients cannot tell the difference. The server
 stack (tornado, jupyter_server's handlers) is imported only here, only when it starts.
 
+The options are the extension's (``TFServingApp.service_options``, its defaults and limits).
 The repository is ``$JUPYTER_TFSERVING_MODEL_ROOT`` if set, else the extension's default
 (``<jupyter data dir>/tfserving/models``), so models served here are there when a Jupyter server
 starts later. One embedded server per process (:func:`get_embedded_server`); it stops at exit.
@@ -58,13 +59,14 @@ class EmbeddedServer:
         from jupyter_server.serverapp import ServerApp
         from tornado import httpserver, web
 
+        from ..app import TFServingApp
         from ..rest.handlers import SERVICE_SETTING
         from ..rest.routes import api_handlers
-        from ..service import ModelService, ServiceOptions, load_signing_key
+        from ..service import ModelService
 
-        options = ServiceOptions(
-            model_root=self.model_root, file_system_poll_wait_seconds=self.poll_wait,
-            signing_key=load_signing_key(defaults.default_signing_key_file()))
+        # the extension's own options builder: its defaults, limits and signing key
+        options = TFServingApp(model_root=self.model_root,
+                               file_system_poll_wait_seconds=self.poll_wait).service_options()
         self.service = ModelService(options)
         body_limit = ServerApp.class_traits()["max_body_size"].default_value
         app = web.Application(
