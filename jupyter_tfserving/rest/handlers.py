@@ -145,6 +145,11 @@ class RoutedHandler(TFServingHandler):
 
     routes: ClassVar[dict[str, Route]] = {}
 
+    def body_accepted(self) -> bool:
+        """Called once the request is authorized, before its operation: False after answering
+        why the body is refused (by default every body is accepted)."""
+        return True
+
     def unrouted(self) -> None:
         """A method the table has no row for on this path: a JSON 404."""
         self.send_error_message(404, f"Not found: {self.request.method} {self.request.path}")
@@ -155,6 +160,8 @@ class RoutedHandler(TFServingHandler):
         self.authorize(route.action if route is not None else HTTP_METHOD_TO_AUTH_ACTION[method])
         if route is None:
             return self.unrouted()
+        if not self.body_accepted():
+            return None
         try:
             ticket = self.dataplane.admit()
         except ServingError as exc:

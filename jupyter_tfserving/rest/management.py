@@ -40,11 +40,8 @@ def _optional_version(doc: dict[str, Any]) -> int | None:
 class ManagementHandler(RoutedHandler):
     """The management operations, the stats, the OpenAPI document and Prometheus metrics."""
 
-    async def dispatch(self, **kwargs: str) -> None:
-        if self.request.method != "GET" and not self.body_within(
-                self.service.options.max_request_bytes, "max_request_bytes"):
-            return None
-        await super().dispatch(**kwargs)
+    def body_accepted(self) -> bool:
+        return self.body_within(self.service.options.max_request_bytes, "max_request_bytes")
 
     async def _json_body(self) -> dict[str, Any] | None:
         """The body as a JSON object, parsed on a worker within the service's limits; or None
