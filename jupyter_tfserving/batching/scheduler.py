@@ -9,6 +9,12 @@ Guarantees: a batch never mixes inputs of different keys; padding rows (``allowe
 never reach a caller; every Future completes (result, the model's error, DEADLINE_EXCEEDED,
 or UNAVAILABLE at :meth:`BatchScheduler.stop`); a full queue is refused at once (no unbounded
 memory). Futures and observers are called outside the scheduler's lock.
+
+Cost per call: an idle batch thread sleeps on a lock of its own, and a task wakes at most one,
+only when none is already on its way (a woken thread takes everything ready, and wakes the next
+if more is queued). A batch of one task without padding rows is run on that task's arrays and
+its outputs are handed over as they are (no concatenate, no split); an unsplit task completes
+its Future directly, without a lock or object of its own beyond the task.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -74,16 +80,15 @@ class QueueStats:
 
 
 class _Request:
-    """One caller's request: one Future, fed by one task, or several when it was split."""
+    """A split request: one Future fed by several tasks (an unsplit request has no _Request;
+    its one task completes the Future itself)."""
+
+    __slots__ = ("future", "pad", "_lock", "_started", "_done", "_pieces", "_remaining")
 
     def __init__(
-        self, num_pieces: int, run: RunFn | None, deadline: float | None, pad: bool
+        self, future: concurrent.futures.Future[dict[str, np.ndarray]], num_pieces: int, pad: bool
     ) -> None:
-        self.run = run
-        self.future: concurrent.futures.Future[dict[str, np.ndarray]] = (
-            concurrent.futures.Future()
-        )
-        self.deadline = deadline
+        self.future = future
         self.pad = pad
         self._lock = threading.Lock()
         self._started = False
@@ -109,10 +114,7 @@ class _Request:
             if self._done:
                 return
             self._done = True
-        try:
-            self.future.set_exception(error)
-        except concurrent.futures.InvalidStateError:
-            pass  # cancelled by the caller meanwhile
+        _set_exception(self.future, error)
 
     def piece_done(self, index: int, outputs: dict[str, np.ndarray]) -> None:
         with self._lock:
@@ -126,56 +128,104 @@ class _Request:
             pieces = [p for p in self._pieces if p is not None]
             self._pieces = []
         try:
-            if len(pieces) == 1:
-                result = pieces[0]
-            else:
-                result = {
-                    name: _assemble([p[name] for p in pieces], self.pad, None)
-                    for name in pieces[0]
-                }
+            result = {
+                name: _assemble([p[name] for p in pieces], self.pad, None) for name in pieces[0]
+            }
         except ServingError as exc:
-            self._set(exception=exc)
+            _set_exception(self.future, exc)
             return
-        self._set(result=result)
-
-    def _set(
-        self, result: dict[str, np.ndarray] | None = None, exception: ServingError | None = None
-    ) -> None:
-        try:
-            if exception is not None:
-                self.future.set_exception(exception)
-            else:
-                self.future.set_result(result)  # type: ignore[arg-type]
-        except concurrent.futures.InvalidStateError:
-            pass
+        _set_result(self.future, result)
 
 
-@dataclass
+def _set_result(
+    future: concurrent.futures.Future[dict[str, np.ndarray]], result: dict[str, np.ndarray]
+) -> None:
+    try:
+        future.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        return  # cancelled by the caller meanwhile (no contextlib.suppress: a hot path)
+
+
+def _set_exception(
+    future: concurrent.futures.Future[dict[str, np.ndarray]], error: BaseException
+) -> None:
+    try:
+        future.set_exception(error)
+    except concurrent.futures.InvalidStateError:
+        return  # cancelled by the caller meanwhile
+
+
 class _Task:
-    """A request, or one piece of a split request."""
+    """A request, or one piece of a split request (``request`` not None, ``index`` its place).
 
-    request: _Request
-    index: int
-    inputs: dict[str, np.ndarray]
-    rows: int
-    enqueued_at: float
+    An unsplit task owns its Future alone: exactly one party (the queue, then the one batch
+    thread that took its batch, or ``stop``) completes it, so it needs no lock of its own.
+    """
+
+    __slots__ = ("future", "request", "index", "inputs", "rows", "enqueued_at", "run", "deadline")
+
+    def __init__(
+        self,
+        future: concurrent.futures.Future[dict[str, np.ndarray]],
+        request: _Request | None,
+        index: int,
+        inputs: dict[str, np.ndarray],
+        rows: int,
+        enqueued_at: float,
+        run: RunFn,
+        deadline: float | None,
+    ) -> None:
+        self.future = future
+        self.request = request
+        self.index = index
+        self.inputs = inputs
+        self.rows = rows
+        self.enqueued_at = enqueued_at
+        self.run = run
+        self.deadline = deadline
+
+    def start(self) -> bool:
+        request = self.request
+        if request is None:
+            return self.future.set_running_or_notify_cancel()
+        return request.start()
+
+    def fail(self, error: ServingError) -> None:
+        request = self.request
+        if request is None:
+            _set_exception(self.future, error)
+        else:
+            request.fail(error)
+
+    def done(self, outputs: dict[str, np.ndarray]) -> None:
+        request = self.request
+        if request is None:
+            _set_result(self.future, outputs)
+        else:
+            request.piece_done(self.index, outputs)
 
 
-@dataclass
 class _Batch:
-    tasks: list[_Task] = field(default_factory=list)
-    rows: int = 0
-    oldest: float = 0.0
+    __slots__ = ("tasks", "rows", "oldest")
+
+    def __init__(self, task: _Task, now: float) -> None:
+        self.tasks = [task]
+        self.rows = task.rows
+        self.oldest = now
 
 
 class _Queue:
-    """One key's queue. All fields are guarded by the scheduler's lock."""
+    """One key's queue. The queued batches are guarded by the scheduler's lock, the counters
+    of what ran by its statistics lock."""
 
     def __init__(self, key: Hashable, params: BatchingParameters, now: float) -> None:
         self.key = key
         self.params = params
         self.capacity = params.execution_batch_size
         self.timeout = params.batch_timeout_micros / 1e6
+        self.immediate = self.timeout == 0  # every queued batch is ready
+        self.allowed_batch_sizes = params.allowed_batch_sizes
+        self.pad = params.pad_variable_length_inputs
         self.batches: deque[_Batch] = deque()
         self.last_used = now
         self.batches_run = 0
@@ -185,15 +235,13 @@ class _Queue:
         self.batches_failed = 0
 
     def ready(self, now: float) -> bool:
-        if not self.batches:
+        batches = self.batches
+        if not batches:
             return False
-        first = self.batches[0]
-        return (
-            len(self.batches) > 1
-            or first.rows >= self.capacity
-            or self.timeout == 0
-            or now >= first.oldest + self.timeout
-        )
+        if self.immediate or len(batches) > 1:
+            return True
+        first = batches[0]
+        return first.rows >= self.capacity or now >= first.oldest + self.timeout
 
     def due(self) -> float | None:
         """When the first batch's timeout expires (None: nothing queued)."""
@@ -224,12 +272,17 @@ class BatchScheduler:
             raise invalid_argument(f"num_batch_threads must be positive; was {num_batch_threads}")
         self._clock = clock
         self._idle_queue_seconds = idle_queue_seconds
-        self._cond = threading.Condition(threading.Lock())
+        # One plain lock guards the queues; an idle worker sleeps on its own "park" lock (held
+        # by itself, released by whoever wakes it), so waking one is a single release.
+        self._lock = threading.Lock()
+        self._idle: list[threading.Lock] = []  # parked workers, the last parked on top
+        self._waking = 0  # workers released from their park lock that have not looked yet
+        self._stats_lock = threading.Lock()
         self._queues: dict[Hashable, _Queue] = {}
         self._order: list[_Queue] = []
         self._next = 0  # round-robin: where the next search for a ready batch starts
         self._stopped = False
-        self._observers: list[Callable[[BatchEvent], None]] = []
+        self._observers: tuple[Callable[[BatchEvent], None], ...] = ()
         self._threads = [
             threading.Thread(
                 target=self._work, name=f"{thread_name_prefix}_{i}", daemon=True
@@ -245,8 +298,8 @@ class BatchScheduler:
         """Register ``fn``, called on a batch thread, outside the scheduler's lock, after every
         batch and before that batch's Futures complete. It must be quick and thread-safe; an
         exception it raises is logged and ignored."""
-        with self._cond:
-            self._observers.append(fn)
+        with self._lock:
+            self._observers = (*self._observers, fn)
 
     def schedule(
         self,
@@ -263,9 +316,12 @@ class BatchScheduler:
         shapes unless ``params.pad_variable_length_inputs`` (then the key should leave those
         dimensions out). ``run`` takes the batched inputs and returns outputs whose axis 0 is
         the batch's (padded) size; it is called on a batch thread with the run function of the
-        batch's first task (same key, same model). ``params`` apply only when this call creates
-        the queue; a live queue keeps the parameters it was made with. ``deadline`` is an
-        absolute time of ``clock``; a task still queued past it fails with DEADLINE_EXCEEDED.
+        batch's first task (same key, same model). A batch of one task that needs no padding
+        rows is run on that task's own arrays (no copy, as an unbatched run would be), and its
+        outputs are handed over as the model returned them. ``params`` apply only when this
+        call creates the queue; a live queue keeps the parameters it was made with.
+        ``deadline`` is an absolute time of ``clock``; a task still queued past it fails with
+        DEADLINE_EXCEEDED.
 
         Raises ServingError at once: INVALID_ARGUMENT for inputs without a common positive row
         count, a task larger than ``max_batch_size`` without large batch splitting, or invalid
@@ -274,11 +330,12 @@ class BatchScheduler:
         when an output does not have the batch's rows, or with DEADLINE_EXCEEDED.
         """
         arrays, rows = _check_inputs(inputs)
+        future: concurrent.futures.Future[dict[str, np.ndarray]] = concurrent.futures.Future()
         if deadline is not None and self._clock() >= deadline:
-            request = _Request(1, None, deadline, params.pad_variable_length_inputs)
-            request.fail(ServingError(Code.DEADLINE_EXCEEDED, DEADLINE_MESSAGE))
-            return request.future
-        with self._cond:
+            future.set_exception(ServingError(Code.DEADLINE_EXCEEDED, DEADLINE_MESSAGE))
+            return future
+        wake = None
+        with self._lock:
             if self._stopped:
                 raise ServingError(Code.UNAVAILABLE, SHUTTING_DOWN_MESSAGE)
             now = self._clock()
@@ -290,13 +347,39 @@ class BatchScheduler:
                 self._queues[key] = queue
                 self._order.append(queue)
             queue.last_used = now
-            request = self._enqueue(queue, arrays, rows, run, deadline, now)
-            self._cond.notify()
-        return request.future
+            batches = queue.batches
+            opened = not batches
+            # The common cases first: the task fits as it is in the open batch, or in a new
+            # batch of an empty queue (max_enqueued_batches is at least 1).
+            if opened:
+                if rows <= queue.capacity:
+                    task = _Task(future, None, 0, arrays, rows, now, run, deadline)
+                    batches.append(_Batch(task, now))
+                else:
+                    self._enqueue(queue, future, arrays, rows, run, deadline, now)
+            elif batches[-1].rows + rows <= queue.capacity:
+                last = batches[-1]
+                last.tasks.append(_Task(future, None, 0, arrays, rows, now, run, deadline))
+                last.rows += rows
+            else:
+                self._enqueue(queue, future, arrays, rows, run, deadline, now)
+            # Wake one parked worker, unless one is already on its way (it takes whatever is
+            # ready when it looks, and wakes another if more is queued); a batch that is not
+            # ready yet needs a worker only to time it, i.e. when it is the queue's first.
+            if (
+                self._idle
+                and not self._waking
+                and (queue.immediate or opened or queue.ready(now))
+            ):
+                wake = self._idle.pop()
+                self._waking += 1
+        if wake is not None:
+            wake.release()
+        return future
 
     def queue_stats(self) -> list[QueueStats]:
         """A snapshot of every live queue, in creation order."""
-        with self._cond:
+        with self._lock, self._stats_lock:
             return [
                 QueueStats(
                     key=q.key,
@@ -317,15 +400,19 @@ class BatchScheduler:
         """Stop at server shutdown: refuse new tasks, fail every queued task with UNAVAILABLE
         "Batch scheduler is shutting down", let running batches finish, and join the threads
         (waiting at most ``timeout`` seconds in all). Idempotent."""
-        with self._cond:
+        with self._lock:
             self._stopped = True
             queued = [t for q in self._order for b in q.batches for t in b.tasks]
             for q in self._order:
                 q.batches.clear()
-            self._cond.notify_all()
+            parked = list(self._idle)
+            self._idle.clear()
+            self._waking += len(parked)
+        for park in parked:
+            park.release()
         error = ServingError(Code.UNAVAILABLE, SHUTTING_DOWN_MESSAGE)
         for task in queued:
-            task.request.fail(error)
+            task.fail(error)
         end = None if timeout is None else time.monotonic() + timeout
         for t in self._threads:
             if t is threading.current_thread():
@@ -337,17 +424,18 @@ class BatchScheduler:
     def _enqueue(
         self,
         queue: _Queue,
+        future: concurrent.futures.Future[dict[str, np.ndarray]],
         arrays: dict[str, np.ndarray],
         rows: int,
         run: RunFn,
         deadline: float | None,
         now: float,
-    ) -> _Request:
+    ) -> None:
         """Place a task (split if allowed and needed) into ``queue``'s batches. Lock held."""
         params = queue.params
         cap = queue.capacity
-        open_batch = queue.batches[-1] if queue.batches else None
-        room = cap - open_batch.rows if open_batch is not None else 0
+        batches = queue.batches
+        room = cap - batches[-1].rows if batches else 0
         if rows <= room:
             sizes = [rows]
             new_batches = 0
@@ -371,24 +459,24 @@ class BatchScheduler:
                 )
             sizes = [rows]
             new_batches = 1
-        if len(queue.batches) + new_batches > params.max_enqueued_batches:
+        if len(batches) + new_batches > params.max_enqueued_batches:
             raise ServingError(Code.UNAVAILABLE, QUEUE_FULL_MESSAGE)
 
-        request = _Request(len(sizes), run, deadline, params.pad_variable_length_inputs)
+        request = None if len(sizes) == 1 else _Request(future, len(sizes), queue.pad)
         start = 0
         for index, size in enumerate(sizes):
-            if len(sizes) == 1:
+            if request is None:
                 piece = arrays
             else:
                 piece = {n: a[start : start + size] for n, a in arrays.items()}
             start += size
-            task = _Task(request, index, piece, size, now)
-            if not queue.batches or queue.batches[-1].rows + size > cap:
-                queue.batches.append(_Batch(oldest=now))
-            batch = queue.batches[-1]
-            batch.tasks.append(task)
-            batch.rows += size
-        return request
+            task = _Task(future, request, index, piece, size, now, run, deadline)
+            if not batches or batches[-1].rows + size > cap:
+                batches.append(_Batch(task, now))
+            else:
+                batch = batches[-1]
+                batch.tasks.append(task)
+                batch.rows += size
 
     def _prune(self, now: float) -> None:
         """Drop queues empty and unused for ``idle_queue_seconds``. Lock held."""
@@ -407,10 +495,17 @@ class BatchScheduler:
 
     def _pick(self, now: float) -> tuple[_Queue, _Batch] | None:
         """Take the next ready batch, round-robin over queues. Lock held."""
-        n = len(self._order)
+        order = self._order
+        n = len(order)
+        if n == 1:
+            queue = order[0]
+            if queue.batches and (queue.immediate or queue.ready(now)):
+                self._next = 1
+                return queue, queue.batches.popleft()
+            return None
         for i in range(n):
             index = (self._next + i) % n
-            queue = self._order[index]
+            queue = order[index]
             if queue.ready(now):
                 self._next = index + 1
                 return queue, queue.batches.popleft()
@@ -421,18 +516,46 @@ class BatchScheduler:
         return max(0.0, min(dues) - now) if dues else None
 
     def _work(self) -> None:
+        park = threading.Lock()  # held by this worker, except while someone wakes it
+        park.acquire()
+        lock = self._lock
+        idle = self._idle
+        clock = self._clock
         while True:
-            with self._cond:
+            wake = None
+            with lock:
                 while True:
                     if self._stopped:
                         return
-                    now = self._clock()
+                    now = clock()
                     picked = self._pick(now)
                     if picked is not None:
-                        if any(q.ready(now) for q in self._order):
-                            self._cond.notify()
+                        # More queued (ready, or to be timed) and nobody coming: wake one more.
+                        if idle and not self._waking and any(q.batches for q in self._order):
+                            wake = idle.pop()
+                            self._waking += 1
                         break
-                    self._cond.wait(self._wait_time(now))
+                    timeout = self._wait_time(now)
+                    idle.append(park)
+                    lock.release()
+                    try:
+                        woken = park.acquire(True, -1 if timeout is None else timeout)
+                    finally:
+                        lock.acquire()
+                    if woken:
+                        self._waking -= 1
+                    elif park in idle:
+                        idle.remove(park)  # the timeout ran out: nobody woke this worker
+                    else:
+                        # Woken just as the timeout ran out: the waker took this worker off
+                        # the idle list and releases its park lock right after its own
+                        # unlock; take that release, so that the park lock is held again.
+                        lock.release()
+                        park.acquire()
+                        lock.acquire()
+                        self._waking -= 1
+            if wake is not None:
+                wake.release()
             try:
                 self._process(*picked)
             except BaseException:  # pragma: no cover - _process fails its tasks itself
@@ -440,20 +563,21 @@ class BatchScheduler:
 
     def _process(self, queue: _Queue, batch: _Batch) -> None:
         """Run one batch and complete its tasks. Called on a batch thread, lock not held."""
-        params = queue.params
-        start = self._clock()
+        clock = self._clock
+        start = clock()
+        tasks = batch.tasks
         live: list[_Task] = []
-        for task in batch.tasks:
-            request = task.request
-            if request.deadline is not None and start >= request.deadline:
-                request.fail(ServingError(Code.DEADLINE_EXCEEDED, DEADLINE_MESSAGE))
-            elif request.start():
+        for task in tasks:
+            deadline = task.deadline
+            if deadline is not None and start >= deadline:
+                task.fail(ServingError(Code.DEADLINE_EXCEEDED, DEADLINE_MESSAGE))
+            elif task.start():
                 live.append(task)
         if not live:
             return
-        rows = sum(t.rows for t in live)
+        rows = batch.rows if len(live) == len(tasks) else sum(t.rows for t in live)
         processed = rows
-        for size in params.allowed_batch_sizes:
+        for size in queue.allowed_batch_sizes:
             if size >= rows:
                 processed = size
                 break
@@ -462,22 +586,24 @@ class BatchScheduler:
         outputs: dict[str, np.ndarray] = {}
         run_seconds = 0.0
         try:
-            names = set(live[0].inputs)
-            if any(set(t.inputs) != names for t in live):
-                raise ServingError(Code.INTERNAL, "Tasks of one batch have different inputs")
-            batched = {
-                name: _assemble(
-                    [t.inputs[name] for t in live], params.pad_variable_length_inputs, processed
-                )
-                for name in live[0].inputs
-            }
-            run = live[0].request.run
-            assert run is not None
-            run_start = self._clock()
+            first = live[0]
+            if len(live) == 1 and processed == rows:
+                # One task, no padding rows: its own inputs are the batch (no concatenate).
+                batched = first.inputs
+            else:
+                names = first.inputs.keys()
+                if any(t.inputs.keys() != names for t in live):
+                    raise ServingError(Code.INTERNAL, "Tasks of one batch have different inputs")
+                pad = queue.pad
+                batched = {
+                    name: _assemble([t.inputs[name] for t in live], pad, processed)
+                    for name in first.inputs
+                }
+            run_start = clock()
             try:
-                result = run(batched)
+                result = first.run(batched)
             finally:
-                run_seconds = self._clock() - run_start
+                run_seconds = clock() - run_start
             outputs = _check_outputs(result, processed)
         except ServingError as exc:
             error = exc
@@ -485,25 +611,28 @@ class BatchScheduler:
             error = ServingError(Code.INTERNAL, str(exc) or type(exc).__name__)
         except BaseException as exc:
             # Not even KeyboardInterrupt may leave this batch's callers waiting.
-            self._finish(queue, live, rows, processed, ServingError(Code.INTERNAL, repr(exc)))
+            error = ServingError(Code.INTERNAL, repr(exc))
+            self._account(queue, len(live), rows, processed, error)
+            self._complete(live, {}, rows, processed, error)
             raise
 
         self._account(queue, len(live), rows, processed, error)
-        self._notify_observers(
-            BatchEvent(queue.key, rows, processed, processed - rows, latencies, run_seconds, error)
-        )
-        self._complete(live, outputs, error)
-
-    def _finish(
-        self, queue: _Queue, live: list[_Task], rows: int, processed: int, error: ServingError
-    ) -> None:
-        self._account(queue, len(live), rows, processed, error)
-        self._complete(live, {}, error)
+        observers = self._observers
+        if observers:
+            event = BatchEvent(
+                queue.key, rows, processed, processed - rows, latencies, run_seconds, error
+            )
+            for fn in observers:
+                try:
+                    fn(event)
+                except Exception:
+                    log.exception("Batch observer %r failed", fn)
+        self._complete(live, outputs, rows, processed, error)
 
     def _account(
         self, queue: _Queue, tasks: int, rows: int, processed: int, error: ServingError | None
     ) -> None:
-        with self._cond:
+        with self._stats_lock:
             queue.batches_run += 1
             queue.tasks_run += tasks
             queue.rows_run += rows
@@ -511,26 +640,21 @@ class BatchScheduler:
             if error is not None:
                 queue.batches_failed += 1
 
-    def _notify_observers(self, event: BatchEvent) -> None:
-        with self._cond:
-            observers = list(self._observers)
-        for fn in observers:
-            try:
-                fn(event)
-            except Exception:
-                log.exception("Batch observer %r failed", fn)
-
     @staticmethod
     def _complete(
-        live: list[_Task], outputs: dict[str, np.ndarray], error: ServingError | None
+        live: list[_Task],
+        outputs: dict[str, np.ndarray],
+        rows: int,
+        processed: int,
+        error: ServingError | None,
     ) -> None:
         if error is not None:
             for task in live:
-                task.request.fail(error)
+                task.fail(error)
             return
-        if len(live) == 1 and all(a.shape[0] == live[0].rows for a in outputs.values()):
+        if len(live) == 1 and processed == rows:
             # The only task and no padding: the outputs are all its own, hand them over as is.
-            live[0].request.piece_done(live[0].index, outputs)
+            live[0].done(outputs)
             return
         offset = 0
         for task in live:
@@ -538,17 +662,21 @@ class BatchScheduler:
             # Copies: a caller's result must not keep alive, or share memory with, other rows.
             mine = {name: a[offset:end].copy() for name, a in outputs.items()}
             offset = end
-            task.request.piece_done(task.index, mine)
+            task.done(mine)
 
 
 # --------------------------------------------------------------------------------- array helpers
 
 
 def _check_inputs(inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
-    """The inputs as arrays and their common row count, or INVALID_ARGUMENT."""
+    """The inputs as arrays (a new dict) and their common row count, or INVALID_ARGUMENT."""
     if not inputs:
         raise invalid_argument("Batching requires at least one input tensor")
-    arrays = {name: np.asarray(value) for name, value in inputs.items()}
+    ndarray = np.ndarray
+    arrays = {
+        name: value if type(value) is ndarray else np.asarray(value)
+        for name, value in inputs.items()
+    }
     rows: int | None = None
     for name, a in arrays.items():
         if a.ndim == 0:
@@ -568,7 +696,7 @@ def _check_inputs(inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarra
 
 
 def _fill_value(dtype: np.dtype) -> object:
-    return b"" if dtype == object else 0
+    return b"" if dtype.kind == "O" else 0
 
 
 def _assemble(parts: list[np.ndarray], pad: bool, padded_rows: int | None) -> np.ndarray:
@@ -581,29 +709,41 @@ def _assemble(parts: list[np.ndarray], pad: bool, padded_rows: int | None) -> np
     """
     first = parts[0]
     dtype = first.dtype
-    if any(p.dtype != dtype for p in parts):
-        raise ServingError(Code.INTERNAL, "Tensors of one batch have different dtypes")
     inner = first.shape[1:]
-    if any(p.shape[1:] != inner for p in parts):
-        if not pad:
-            raise ServingError(
-                Code.INTERNAL,
-                "Tensors of one batch have different non-batch dimensions: "
-                + ", ".join(str(p.shape) for p in parts),
-            )
-        if any(p.ndim != first.ndim for p in parts):
-            raise ServingError(Code.INTERNAL, "Tensors of one batch have different ranks")
-        inner = tuple(max(dims) for dims in zip(*(p.shape[1:] for p in parts)))
+    same = True
+    for p in parts:
+        if p.dtype != dtype:
+            raise ServingError(Code.INTERNAL, "Tensors of one batch have different dtypes")
+        if same and p.shape[1:] != inner:
+            same = False
+    if same:
+        # The common case: one np.concatenate (always a new array), then any padding rows.
+        if padded_rows is None:
+            return np.concatenate(parts)
+        rows = sum(p.shape[0] for p in parts)
+        if padded_rows <= rows:
+            return np.concatenate(parts)
+        out = np.empty((padded_rows, *inner), dtype=dtype)
+        np.concatenate(parts, out=out[:rows])
+        out[rows:] = out[0]
+        return out
+    # Non-batch dimensions differ: only allowed with padding, to the largest of each.
+    if not pad:
+        raise ServingError(
+            Code.INTERNAL,
+            "Tensors of one batch have different non-batch dimensions: "
+            + ", ".join(str(p.shape) for p in parts),
+        )
+    if any(p.ndim != first.ndim for p in parts):
+        raise ServingError(Code.INTERNAL, "Tensors of one batch have different ranks")
+    inner = tuple(max(dims) for dims in zip(*(p.shape[1:] for p in parts), strict=True))
     rows = sum(p.shape[0] for p in parts)
     total = max(rows, padded_rows or 0)
-    if all(p.shape[1:] == inner for p in parts):
-        out = np.empty((total, *inner), dtype=dtype)
-    else:
-        out = np.full((total, *inner), _fill_value(dtype), dtype=dtype)
+    out = np.full((total, *inner), _fill_value(dtype), dtype=dtype)
     offset = 0
     for p in parts:
         n = p.shape[0]
-        out[(slice(offset, offset + n), *(slice(0, d) for d in p.shape[1:]))] = p
+        out[(slice(offset, offset + n),) + tuple(slice(0, d) for d in p.shape[1:])] = p
         offset += n
     if total > rows:
         out[rows:] = out[0]
@@ -612,13 +752,14 @@ def _assemble(parts: list[np.ndarray], pad: bool, padded_rows: int | None) -> np
 
 def _check_outputs(result: object, processed: int) -> dict[str, np.ndarray]:
     """The run function's outputs as arrays, each with ``processed`` rows, else INTERNAL."""
-    if not isinstance(result, Mapping):
+    if type(result) is not dict and not isinstance(result, Mapping):
         raise ServingError(
             Code.INTERNAL, f"Batched run returned {type(result).__name__}, not a mapping"
         )
+    ndarray = np.ndarray
     outputs: dict[str, np.ndarray] = {}
     for name, value in result.items():
-        a = np.asarray(value)
+        a = value if type(value) is ndarray else np.asarray(value)
         n = a.shape[0] if a.ndim else 0
         if n != processed:
             raise ServingError(
@@ -626,4 +767,3 @@ def _check_outputs(result: object, processed: int) -> dict[str, np.ndarray]:
             )
         outputs[name] = a
     return outputs
-

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import TypedDict, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 # TF Serving's latency buckets: ExponentialBuckets(10, 1.8, 33), in microseconds.
 LATENCY_BUCKETS_US: tuple[float, ...] = tuple(10 * 1.8**i for i in range(33))
@@ -63,6 +66,19 @@ class Histogram:
         h.counts = list(self.counts)
         h.sum, h.count = self.sum, self.count
         return h
+
+
+def _latency_histogram() -> Histogram:
+    return Histogram(LATENCY_BUCKETS_US)
+
+
+def _entry(table: dict[K, V], key: K, make: Callable[[], V]) -> V:
+    """``table[key]``, made by ``make()`` only when missing (the record_* methods run per
+    request: ``setdefault`` would build a throw-away default every time)."""
+    value = table.get(key)
+    if value is None:
+        value = table[key] = make()
+    return value
 
 
 def _le(bound: float) -> str:
@@ -128,10 +144,10 @@ class ServingStats:
         with self._lock:
             key = (model, status)
             self.request_count[key] = self.request_count.get(key, 0) + 1
-            self.request_latency.setdefault(
-                (model, api, entrypoint), Histogram(LATENCY_BUCKETS_US)).observe(micros)
+            _entry(self.request_latency, (model, api, entrypoint), _latency_histogram
+                   ).observe(micros)
             if version is not None:
-                stats = self.versions.setdefault((model, version), VersionStats())
+                stats = _entry(self.versions, (model, version), VersionStats)
                 stats.request_count += 1
                 if status != "OK":
                     stats.error_count += 1
@@ -141,14 +157,14 @@ class ServingStats:
                        runtime: str = "TF1Session") -> None:
         """One model run (a whole batch when batched)."""
         with self._lock:
-            self.runtime_latency.setdefault(
-                (model, api, runtime), Histogram(LATENCY_BUCKETS_US)).observe(seconds * 1e6)
+            _entry(self.runtime_latency, (model, api, runtime), _latency_histogram
+                   ).observe(seconds * 1e6)
 
     def record_batch(self, model: str, input_rows: int, processed_rows: int,
                      queuing_seconds: Iterable[float]) -> None:
         """One batch: its real rows, its rows after padding, and each task's time queued."""
         with self._lock:
-            stats = self.batching.setdefault(model, BatchStats())
+            stats = _entry(self.batching, model, BatchStats)
             stats.batches += 1
             stats.input_batch_size.observe(input_rows)
             stats.processed_batch_size.observe(processed_rows)

@@ -572,3 +572,156 @@ def test_idle_queues_are_dropped(make_scheduler: MakeScheduler) -> None:
     clock.now += 61
     sched.schedule("new", {"x": col(1)}, Recorder(), params()).result(WAIT)
     assert [s.key for s in sched.queue_stats()] == ["new"]
+
+
+# ------------------------------------------------------------------------------- fast paths
+
+
+def test_single_task_batch_runs_on_exactly_the_callers_rows(make_scheduler: MakeScheduler) -> None:
+    # A batch of one task without padding skips concatenate and split: the model gets the
+    # caller's rows, and the caller gets the model's outputs for exactly those rows.
+    sched = make_scheduler(1)
+    events: list[BatchEvent] = []
+    sched.add_observer(events.append)
+    seen: list[dict[str, np.ndarray]] = []
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    s = np.array([b"a", b"b", b"c"], dtype=object)
+
+    def run(b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        seen.append(b)
+        return {"y": b["x"] * 2, "s": b["s"]}
+
+    out = sched.schedule("k", {"x": x, "s": s}, run, params(max_batch_size=8)).result(WAIT)
+    [batch] = seen
+    assert set(batch) == {"x", "s"}
+    np.testing.assert_array_equal(batch["x"], x)
+    assert batch["x"].dtype == np.float32 and batch["s"].tolist() == [b"a", b"b", b"c"]
+    assert set(out) == {"y", "s"}
+    np.testing.assert_array_equal(out["y"], x * 2)
+    assert out["y"].shape == (3, 2) and out["s"].tolist() == [b"a", b"b", b"c"]
+    assert [(e.input_batch_size, e.processed_batch_size, e.padding_rows) for e in events] == [
+        (3, 3, 0)
+    ]
+    [stats] = sched.queue_stats()
+    assert (stats.batches_run, stats.tasks_run, stats.rows_run) == (1, 1, 3)
+
+
+def test_single_task_batch_is_still_padded_and_unpadded(make_scheduler: MakeScheduler) -> None:
+    sched = make_scheduler(1)
+    rec = Recorder(fn=lambda b: {"y": b["x"] * 2})
+    p = params(max_batch_size=8, allowed_batch_sizes=(4, 8))
+    out = sched.schedule("k", {"x": col(1, 2, 3)}, rec, p).result(WAIT)
+    assert rec.sizes() == [4]
+    np.testing.assert_array_equal(rec.batches[0]["x"], col(1, 2, 3, 1))
+    np.testing.assert_array_equal(out["y"], col(2, 4, 6))
+    assert out["y"].base is None  # a copy of its rows, not a view of the padded output
+
+
+def test_single_task_batch_passes_the_models_errors_on(make_scheduler: MakeScheduler) -> None:
+    sched = make_scheduler(1)
+    f = sched.schedule("k", {"x": col(1)}, lambda b: {"y": col(1, 2)}, params())
+    err = code_of(f)
+    assert (err.code, err.message) == (
+        Code.INTERNAL,
+        "Batched output tensor has 2 rows, expected 1",
+    )
+    f = sched.schedule("k", {"x": col(1)}, lambda b: [b["x"]], params())  # type: ignore
+    assert code_of(f).code == Code.INTERNAL
+
+
+def test_assemble_concatenates_into_a_new_array() -> None:
+    from jupyter_tfserving.batching.scheduler import _assemble
+
+    a, b = col(1, 2), col(3)
+    out = _assemble([a, b], False, None)
+    np.testing.assert_array_equal(out, col(1, 2, 3))
+    assert not np.shares_memory(out, a) and not np.shares_memory(out, b)
+    one = _assemble([a], False, None)
+    np.testing.assert_array_equal(one, a)
+    assert not np.shares_memory(one, a)
+    padded = _assemble([a, b], False, 5)
+    np.testing.assert_array_equal(padded, col(1, 2, 3, 1, 1))
+    with pytest.raises(ServingError) as info:
+        _assemble([a, b.astype(np.float64)], False, None)
+    assert info.value.code == Code.INTERNAL
+    with pytest.raises(ServingError):
+        _assemble([a, np.ones((1, 2), np.float32)], False, None)
+
+
+# ------------------------------------------------------------------------- waking the threads
+
+
+def test_a_timed_batch_is_timed_while_the_other_thread_is_busy(
+    make_scheduler: MakeScheduler,
+) -> None:
+    # Two threads: one blocks on queue "b"; the other must still run queue "t"'s batch when its
+    # timeout expires, whichever thread was woken first.
+    sched = make_scheduler(2)
+    rec_b = Recorder(block_first=True)
+    rec_t = Recorder()
+    p_timed = params(max_batch_size=100, batch_timeout_micros=20_000)
+    timed = sched.schedule("t", {"x": col(1)}, rec_t, p_timed)
+    blocked = sched.schedule("b", {"x": col(2)}, rec_b, params(max_batch_size=100))
+    rec_b.wait_started()
+    np.testing.assert_array_equal(timed.result(WAIT)["y"], col(2))
+    assert not blocked.done()
+    rec_b.release.set()
+    np.testing.assert_array_equal(blocked.result(WAIT)["y"], col(4))
+
+
+def test_idle_threads_all_take_work(make_scheduler: MakeScheduler) -> None:
+    # Three keys, three threads, each run blocks until all three run at once: this needs every
+    # thread woken (a lost wake-up would hang until WAIT).
+    sched = make_scheduler(3)
+    barrier = threading.Barrier(3, timeout=WAIT)
+
+    def run(b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        barrier.wait()
+        return {"y": b["x"]}
+
+    fs = [sched.schedule(k, {"x": col(1)}, run, params()) for k in ("a", "b", "c")]
+    for f in fs:
+        np.testing.assert_array_equal(f.result(WAIT)["y"], col(1))
+
+
+def test_many_callers_many_keys_mixed_timeouts(make_scheduler: MakeScheduler) -> None:
+    sched = make_scheduler(2)
+    keys = {
+        "now": params(max_batch_size=4),
+        "soon": params(max_batch_size=4, batch_timeout_micros=1_000),
+        "split": params(
+            max_batch_size=3, enable_large_batch_splitting=True, max_enqueued_batches=100
+        ),
+        "padded": params(max_batch_size=4, allowed_batch_sizes=(2, 4)),
+    }
+
+    def run(b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"y": b["x"] * 3}
+
+    def caller(cid: int) -> None:
+        rng = random.Random(cid)
+        for i in range(60):
+            key = rng.choice(sorted(keys))
+            n = rng.randint(1, 6 if key == "split" else 2)
+            x = col(*(cid * 1000 + i * 10 + r for r in range(n)))
+            try:
+                out = sched.schedule(key, {"x": x}, run, keys[key]).result(WAIT)
+            except ServingError as exc:
+                assert exc.code == Code.UNAVAILABLE  # a full queue: refused at once
+                continue
+            np.testing.assert_array_equal(out["y"], x * 3)
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        for f in [pool.submit(caller, c) for c in range(6)]:
+            f.result(60)
+    assert all(s.enqueued_tasks == 0 for s in sched.queue_stats())
+
+
+def test_stop_wakes_parked_threads_with_pending_timers(make_scheduler: MakeScheduler) -> None:
+    sched = make_scheduler(3, thread_name_prefix="stop_timer_batch")
+    p = params(max_batch_size=100, batch_timeout_micros=600_000_000)
+    queued = [sched.schedule(k, {"x": col(1)}, Recorder(), p) for k in ("a", "b")]
+    sched.stop(timeout=WAIT)
+    for f in queued:
+        assert code_of(f).code == Code.UNAVAILABLE
+    assert not [t for t in threading.enumerate() if t.name.startswith("stop_timer_batch")]
