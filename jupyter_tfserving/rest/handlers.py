@@ -34,6 +34,7 @@ from ..dataplane import DataPlane, ModelRef, Outputs, PredictCall
 from ..service import ModelService
 from . import json_codec, v1
 from .errors import error_body, http_status
+from .request_path import header_token_user, log_request
 
 if TYPE_CHECKING:
     from .routes import Route
@@ -58,6 +59,22 @@ class TFServingHandler(APIHandler):
     """Base: service access, error mapping and running work off the IOLoop."""
 
     auth_resource = AUTH_RESOURCE
+
+    # APIHandler.prepare() drops JupyterHandler's _redirect_to_login keyword (jupyter_server
+    # ignores the same error); tornado calls prepare() without arguments.
+    async def prepare(self) -> None:  # type: ignore[override]
+        """jupyter_server's login and checks, with the per-request cost of a token in the
+        Authorization header cut (``request_path.header_token_user``: the identity provider
+        then takes the user as authenticated, as ``get_user_token`` would have)."""
+        user = header_token_user(self)
+        if user is not None:
+            self._jupyter_current_user = user
+            self._token_authenticated = True
+        await super().prepare()
+
+    def _log(self) -> None:
+        if not log_request(self):
+            super()._log()
 
     @property
     def service(self) -> ModelService:

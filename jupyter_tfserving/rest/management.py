@@ -155,9 +155,7 @@ class UploadHandler(RoutedHandler):
     _size = 0
     _too_large = False
 
-    # APIHandler.prepare() drops JupyterHandler's _redirect_to_login keyword, and ignores the
-    # same error in jupyter_server; tornado calls prepare() without arguments.
-    async def prepare(self) -> None:  # type: ignore[override]
+    async def prepare(self) -> None:  # type: ignore[override]  # as TFServingHandler.prepare
         await super().prepare()
         if self._finished or self.request.method != "POST":
             return
