@@ -32,7 +32,8 @@ import json
 import os
 import sys
 import tempfile
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -3,13 +3,15 @@
 Run as its own process by ``benchmarks.run`` (so it never shares a GIL with the server)::
 
     python -m benchmarks.loadgen --port P --path /x --token T --body-file F \
-        --concurrency 16 --warmup 2 --duration 10 [--server-pid PID]
+        --concurrency 16 --warmup 2 --duration 10 [--server-pid PID ...]
 
 Each connection sends the same pre-encoded POST, waits for the whole answer, and sends again
 (closed loop: N requests in flight at all times). Only answers that *complete* inside the
 measurement window (after the warm-up) are counted. Prints one JSON object on stdout: requests
 per second, latency percentiles (ms), status counts, the client's own CPU seconds and, with
-``--server-pid``, the server's CPU seconds (from /proc) over the same window.
+``--server-pid`` (repeatable: a server of several processes), the server's CPU seconds (from
+/proc, summed over the pids) over the same window. ``--token ''`` sends no Authorization header
+(servers without Jupyter's token, e.g. MLServer).
 
 Raw asyncio streams rather than aiohttp: it has no dependency and costs the client less CPU,
 which matters when client and server share 2 cores.
@@ -35,6 +37,19 @@ def proc_cpu_seconds(pid: int) -> float | None:
         return (int(fields[11]) + int(fields[12])) / ticks
     except (OSError, IndexError, ValueError):
         return None
+
+
+def pids_cpu_seconds(pids: list[int]) -> float | None:
+    """The sum of :func:`proc_cpu_seconds` over ``pids``; None if none given or one unreadable."""
+    if not pids:
+        return None
+    total = 0.0
+    for pid in pids:
+        cpu = proc_cpu_seconds(pid)
+        if cpu is None:
+            return None
+        total += cpu
+    return total
 
 
 def self_cpu_seconds() -> float:
@@ -115,10 +130,11 @@ async def _connection(host: str, port: int, request: bytes, window: Window,
 
 
 async def run_load(host: str, port: int, path: str, token: str, body: bytes, concurrency: int,
-                   warmup: float, duration: float, server_pid: int | None) -> dict:
+                   warmup: float, duration: float, server_pids: list[int] | None) -> dict:
+    auth = f"Authorization: token {token}\r\n" if token else ""
     request = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Authorization: token {token}\r\nContent-Type: application/json\r\n"
+        f"{auth}Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
     ).encode() + body
     now = time.perf_counter()
@@ -130,11 +146,9 @@ async def run_load(host: str, port: int, path: str, token: str, body: bytes, con
 
     async def marks() -> tuple[tuple, tuple]:
         await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
-        a = (time.perf_counter(), self_cpu_seconds(),
-             proc_cpu_seconds(server_pid) if server_pid else None)
+        a = (time.perf_counter(), self_cpu_seconds(), pids_cpu_seconds(server_pids or []))
         await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
-        b = (time.perf_counter(), self_cpu_seconds(),
-             proc_cpu_seconds(server_pid) if server_pid else None)
+        b = (time.perf_counter(), self_cpu_seconds(), pids_cpu_seconds(server_pids or []))
         return a, b
 
     mark_task = asyncio.create_task(marks())
@@ -178,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--duration", type=float, default=10.0)
-    p.add_argument("--server-pid", type=int)
+    p.add_argument("--server-pid", type=int, action="append",
+                   help="a server process to charge CPU to (repeatable)")
     args = p.parse_args(argv)
     with open(args.body_file, "rb") as f:
         body = f.read()

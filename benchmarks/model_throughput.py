@@ -5,8 +5,9 @@
 Loads the SavedModel with the project's own platform loader
 (``jupyter_tfserving.platforms.tensorflow.SavedModelLoader(path).load()``, the exact session the
 server runs) and calls ``servable.run("serving_default", {"x": rows})`` back to back from T
-threads for each batch size B. Prints JSON: per (B, T), rows/s, calls/s, mean ms per call and the
-process CPU used per second. Run it while no server is running, so the two do not compete.
+threads for each batch size B. Prints JSON: per (B, T), rows/s, calls/s, mean ms per call, the
+process CPU used per second and per row (``time.process_time``: CPU, not wall). Run it while no
+server is running, so the two do not compete.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def measure(servable, width: int, batch: int, threads: int, seconds: float) -> d
         "calls_per_s": calls / wall,
         "ms_per_call": 1e3 * wall * threads / calls if calls else None,
         "cpu_frac": cpu / wall,
+        # the process's CPU (all threads: TensorFlow's intra-op pool included) per row
+        "cpu_ms_per_row": 1e3 * cpu / (calls * batch) if calls else None,
     }
 
 

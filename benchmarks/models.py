@@ -3,6 +3,7 @@
     python -m benchmarks.models half_plus_two DIR   # y = 0.5 x + 2, x float [-1, 1]
     python -m benchmarks.models mlp DIR              # 4096 -> 4096 -> 4096 -> 10, float32
     python -m benchmarks.models mlp_in256 DIR        # 256 -> 4096 -> 4096 -> 4096 -> 10
+    python -m benchmarks.models mlp784 DIR           # 784 -> 4096 -> 4096 -> 10
 
 ``mlp`` is memory-bound at batch 1: ~33.6 M float32 weights (~134 MB) are streamed from memory
 for every call, whatever the batch size, so a batch of B rows costs little more than one row
@@ -11,6 +12,9 @@ until the matmuls become compute-bound. Its signature ``serving_default`` takes 
 ``mlp_in256`` streams as many weights (~33.6 M, ~134 MB: three 4096-wide layers) but takes 256
 inputs per row, so a request body is ~2.3 KB instead of ~37 KB: on 2 cores, JSON parsing of
 4096 floats per row, not the model, otherwise decides what the server can do.
+``mlp784`` (784 -> 4096 -> 4096 -> 10: ~20.0 M float32 weights, ~80 MB) takes an MNIST-sized
+row (~6.5 KB of JSON, small enough for the server to parse it on its IOLoop); the ``mlp784``
+scenario compares the server's CPU per served row with this model's own.
 Each export writes ``DIR/1`` atomically and is skipped when ``DIR/1`` exists.
 """
 
@@ -22,7 +26,7 @@ import sys
 MLP_WIDTH = 4096
 MLP_OUT = 10
 # model name -> (input width, hidden layers of MLP_WIDTH)
-MLP_SHAPES = {"mlp": (MLP_WIDTH, 2), "mlp_in256": (256, 3)}
+MLP_SHAPES = {"mlp": (MLP_WIDTH, 2), "mlp_in256": (256, 3), "mlp784": (784, 2)}
 
 
 def _tf():
@@ -49,7 +53,7 @@ def export_mlp(base_path: str, version: int = 1, width: int = MLP_WIDTH, hidden:
         def __init__(self) -> None:
             super().__init__()
             sizes = [width] + [MLP_WIDTH] * hidden
-            self.layers = [dense(a, b) for a, b in zip(sizes, sizes[1:])]
+            self.layers = [dense(a, b) for a, b in zip(sizes, sizes[1:], strict=False)]
             self.out = dense(MLP_WIDTH, MLP_OUT)
 
         @tf.function(input_signature=[tf.TensorSpec([None, width], tf.float32, name="x")])

@@ -8,6 +8,11 @@ Scenarios (see benchmarks/README.md):
   (benchmarks/echo_extension.py), same concurrency and duration.
 - ``batching``: a memory-bound 4096-wide MLP, one row per request, batching on vs off, against
   the model's own in-process throughput at batch 1 and at the observed mean batch size.
+- ``mlp784``: the 784-4096-4096-10 MLP (~80 MB), 48 clients, one row per request, batching on vs
+  off; the server's CPU efficiency: the model's own CPU per row at batch 32 in process over the
+  server process's CPU per served row under load.
+- ``--mlserver`` (opt-in) adds MLServer 1.7 (its own venv, benchmarks/mlserver_bench.py) serving
+  y = 0.5x + 2 to the ``http`` scenario: same load generator and concurrency, ours / MLServer.
 
 Every server is a real ``python -m jupyter_tfserving`` child process on 127.0.0.1, driven by a
 separate asyncio load-generator process (benchmarks/loadgen.py); both are killed in ``finally``.
@@ -30,10 +35,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +47,25 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 MODEL_CACHE = RESULTS / "models"
 PY = sys.executable
-SCENARIOS = ("serving_path", "http", "batching")
+SCENARIOS = ("serving_path", "http", "batching", "mlp784")
+# Targets of the issue (ratios measured side by side in one run; reported, never asserted).
+TARGET_MLP784_ON_OFF = 4.0
+TARGET_MLP784_CPU_EFFICIENCY = 0.5
+BASELINE_MLP784_CPU_EFFICIENCY = 0.30
+TARGET_OURS_OVER_MLSERVER = 1.0
+TARGET_PREDICT_OVER_BARE = 0.7
+TARGET_SERVING_PATH_PER_CPU_S = 30_000.0
+# "Today" in the issue that set the targets (this machine, before the data plane refactor,
+# commit ff17d4a): printed beside this run's figures.
+TODAY = {
+    "predict_over_bare": "0.53x",
+    "ours_over_mlserver": "0.79x",
+    "serving_path": "9,600-16,000",
+    "mlp784_on_off": "2.1-2.8x",
+    "mlp784_cpu_efficiency": "0.30",
+}
+# --server-arg: more arguments for every server of the run.
+SERVER_ARGS: list[str] = []
 PREFIX = "/tfserving"
 METRIC = ":tensorflow:serving:"
 
@@ -98,6 +122,9 @@ class Server:
     def __init__(self, proc: subprocess.Popen, port: int, token: str, log_path: Path) -> None:
         self.proc, self.port, self.token, self.log_path = proc, port, token, log_path
 
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
+
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -131,21 +158,27 @@ class Server:
 
 
 @contextmanager
-def server(model_root: Path, workdir: Path, extra: list[str], echo: bool = False
+def server(model_root: Path, workdir: Path, extra: list[str], echo: bool = False,
+           extensions: tuple[str, ...] = (), env: dict[str, str] | None = None
            ) -> Iterator[Server]:
+    """A server on a free port with a fresh token; ``echo`` adds benchmarks/echo_extension.py,
+    ``extensions`` more server extensions (module names), ``env`` more environment."""
     port, token = free_port(), secrets.token_hex(16)
     cmd = [
         PY, "-m", "jupyter_tfserving", "--allow-root", "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}", "--ServerApp.open_browser=False",
         f"--IdentityProvider.token={token}", f"--TFServingApp.model_root={model_root}",
         "--TFServingApp.file_system_poll_wait_seconds=0", "--ServerApp.log_level=WARN",
-        *extra,
+        *SERVER_ARGS, *extra,
     ]
-    if echo:
-        cmd.append("--ServerApp.jpserver_extensions={'benchmarks.echo_extension': True}")
+    modules = (("benchmarks.echo_extension",) if echo else ()) + tuple(extensions)
+    if modules:
+        listed = ", ".join(f"'{m}': True" for m in modules)
+        cmd.append(f"--ServerApp.jpserver_extensions={{{listed}}}")
     log_path = workdir / f"server-{port}.log"
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=child_env(), stdout=log_file,
+        proc = subprocess.Popen(cmd, cwd=workdir, env={**child_env(), **(env or {})},
+                                stdout=log_file,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield Server(proc, port, token, log_path)
@@ -159,16 +192,19 @@ def server(model_root: Path, workdir: Path, extra: list[str], echo: bool = False
                 proc.wait()
 
 
-def loadgen(srv: Server, path: str, body: bytes, workdir: Path, concurrency: int,
+def loadgen(srv: Any, path: str, body: bytes, workdir: Path, concurrency: int,
             warmup: float, duration: float, metrics: bool = False) -> dict[str, Any]:
+    """Drive ``srv`` (a :class:`Server`, or anything with ``port``, ``token`` ('' for none) and
+    ``pids()``: the processes whose CPU is the server's) with benchmarks/loadgen.py."""
     body_file = workdir / f"body-{len(body)}.json"
     body_file.write_bytes(body)
     before = srv.metrics() if metrics else None
     t_before = time.perf_counter()
+    pids = [a for pid in srv.pids() for a in ("--server-pid", str(pid))]
     result = run_json(["-m", "benchmarks.loadgen", "--port", str(srv.port), "--path", path,
                        "--token", srv.token, "--body-file", str(body_file),
                        "--concurrency", str(concurrency), "--warmup", str(warmup),
-                       "--duration", str(duration), "--server-pid", str(srv.proc.pid)],
+                       "--duration", str(duration), *pids],
                       timeout=warmup + duration + 120)
     if metrics:
         after = srv.metrics()
@@ -242,6 +278,34 @@ def scenario_http(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             out[name] = loadgen(srv, path, body, workdir, args.concurrency, args.warmup,
                                 args.duration)
     out["predict_over_bare"] = ratio(out["predict"]["req_per_s"], out["bare"]["req_per_s"])
+    if args.mlserver:
+        out["mlserver"] = mlserver_runs(args, workdir)
+        for r in out["mlserver"]["runs"].values():
+            r["ours_over_mlserver"] = ratio(out["predict"]["req_per_s"], r["req_per_s"])
+    return out
+
+
+def mlserver_runs(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """MLServer 1.7 serving y = 0.5x + 2 (benchmarks/mlserver_bench.py), driven like our predict
+    (same load generator, concurrency, warm-up and duration), once per ``parallel_workers``."""
+    from benchmarks import mlserver_bench as mls
+
+    mls.ensure_venv(log)
+    out: dict[str, Any] = {"version": mls.version(), "requirements": list(mls.REQUIREMENTS),
+                           "path": mls.INFER_PATH, "body": mls.V2_BODY.decode(), "runs": {}}
+    for workers in args.mlserver_workers:
+        with mls.mlserver(workdir, (free_port(), free_port(), free_port()), workers) as ml:
+            ml.wait_ready()
+            status, answer = ml.post(mls.V2_BODY)
+            if status != 200 or b'"data":[2.5]' not in answer:
+                raise RuntimeError(f"mlserver infer: HTTP {status} {answer[:300]!r}\n"
+                                   f"{ml.log_tail()}")
+            log(f"http: mlserver (parallel_workers={workers}) x{args.concurrency} "
+                f"for {args.duration}s")
+            r = loadgen(ml, mls.INFER_PATH, mls.V2_BODY, workdir, args.concurrency,
+                        args.warmup, args.duration)
+            r["server_pids"] = len(ml.pids())
+            out["runs"][str(workers)] = r
     return out
 
 
@@ -252,10 +316,29 @@ def mlp_body(width: int) -> bytes:
 
 
 def scenario_batching(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    return {name: batching_one(args, workdir, name) for name in args.batch_models}
+    return {name: batching_one(args, workdir, name, args.batch_concurrency)
+            for name in args.batch_models}
 
 
-def batching_one(args: argparse.Namespace, workdir: Path, name: str) -> dict[str, Any]:
+def scenario_mlp784(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The 784-4096-4096-10 MLP at ``--mlp784-concurrency`` clients (48), batching on vs off,
+    and the server's CPU efficiency: the model's own CPU per row at batch 32 in process over the
+    server process's CPU per served row (the load generator's CPU is not counted)."""
+    c = args.mlp784_concurrency
+    out = batching_one(args, workdir, "mlp784", [c], extra_batch_sizes=(32,))
+    own32 = {r["batch_size"]: r for r in out["model_in_process"]}[32]
+    summary = out[f"summary@{c}"]
+    for mode in ("on", "off"):
+        r = out["runs"][f"{mode}@{c}"]
+        summary[f"cpu_efficiency_{mode}"] = ratio(own32["cpu_ms_per_row"],
+                                                  r.get("server_cpu_ms_per_req"))
+    summary["model_cpu_ms_per_row_at_32"] = own32["cpu_ms_per_row"]
+    out["concurrency"] = c
+    return out
+
+
+def batching_one(args: argparse.Namespace, workdir: Path, name: str, concurrencies: list[int],
+                 extra_batch_sizes: tuple[int, ...] = ()) -> dict[str, Any]:
     from benchmarks.models import MLP_SHAPES
 
     root = workdir / f"batch-models-{name}"
@@ -273,7 +356,7 @@ def batching_one(args: argparse.Namespace, workdir: Path, name: str) -> dict[str
             status, answer = http_post(srv.base + path, srv.token, body)
             if status != 200 or b"predictions" not in answer:
                 raise RuntimeError(f"{name} predict: HTTP {status} {answer[:300]!r}")
-            for c in args.batch_concurrency:
+            for c in concurrencies:
                 log(f"batching {mode}: {name} x{c} for {args.duration}s")
                 r = loadgen(srv, path, body, workdir, c, args.warmup, args.duration,
                             metrics=True)
@@ -291,8 +374,8 @@ def batching_one(args: argparse.Namespace, workdir: Path, name: str) -> dict[str
                     r["model_busy"] = sum(v for _, v in rt) / 1e6 / r["metrics_wall_s"]
                 out["runs"][f"{mode}@{c}"] = r
     # The model's own throughput in this machine, without HTTP (no server running now).
-    sizes = {1}
-    for c in args.batch_concurrency:
+    sizes = {1, *extra_batch_sizes}
+    for c in concurrencies:
         m = out["runs"][f"on@{c}"].get("mean_batch_size")
         if m:
             sizes.add(max(1, round(m)))
@@ -302,7 +385,7 @@ def batching_one(args: argparse.Namespace, workdir: Path, name: str) -> dict[str
                     "--seconds", "1.5" if args.quick else "3"], timeout=300)
     out["model_in_process"] = own["results"]
     by_batch = {r["batch_size"]: r for r in own["results"]}
-    for c in args.batch_concurrency:
+    for c in concurrencies:
         on, off = out["runs"][f"on@{c}"], out["runs"][f"off@{c}"]
         m = on.get("mean_batch_size")
         at_m = by_batch.get(max(1, round(m))) if m else None
@@ -346,63 +429,136 @@ def fmt(v: Any, digits: int = 1) -> str:
     return str(v)
 
 
-def table(results: dict[str, Any]) -> str:
+def verdict(value: float | None, target: float) -> str:
+    if value is None:
+        return "n/a"
+    return "met" if value >= target else "NOT met"
+
+
+def targets(results: dict[str, Any]) -> str:
+    """Markdown: the issue's targets, today's figure (before this work) and this run's."""
     rows: list[tuple[str, str, str, str]] = []
+    sp = (results.get("serving_path") or {}).get("variants", {}).get("dataplane_batching")
+    if sp:
+        best = max((r.get("calls_per_cpu_s") or 0.0) for r in sp)
+        threads = ", ".join(f"x{r['threads']} {fmt(r.get('calls_per_cpu_s'))}" for r in sp)
+        rows.append(("serving path through the data plane, batching on: calls per CPU-second",
+                     f">= {TARGET_SERVING_PATH_PER_CPU_S:,.0f}", TODAY["serving_path"],
+                     f"{threads}: {verdict(best, TARGET_SERVING_PATH_PER_CPU_S)}"))
+    h = results.get("http")
+    if h:
+        v = h.get("predict_over_bare")
+        rows.append((f"HTTP predict half_plus_two / bare handler, {h['concurrency']} clients",
+                     f">= {TARGET_PREDICT_OVER_BARE}x", TODAY["predict_over_bare"],
+                     f"{fmt(v, 2)}x: {verdict(v, TARGET_PREDICT_OVER_BARE)}"))
+        for w, r in ((h.get("mlserver") or {}).get("runs") or {}).items():
+            v = r.get("ours_over_mlserver")
+            rows.append((f"HTTP predict / MLServer REST (parallel_workers={w})",
+                         f">= {TARGET_OURS_OVER_MLSERVER:.1f}x", TODAY["ours_over_mlserver"],
+                         f"{fmt(v, 2)}x: {verdict(v, TARGET_OURS_OVER_MLSERVER)}"))
+    m = results.get("mlp784")
+    if m and "concurrency" in m:
+        s = m[f"summary@{m['concurrency']}"]
+        v = s.get("on_over_off")
+        rows.append((f"mlp784 batching on / off, {m['concurrency']} clients",
+                     f">= {TARGET_MLP784_ON_OFF:.0f}x", TODAY["mlp784_on_off"],
+                     f"{fmt(v, 2)}x: {verdict(v, TARGET_MLP784_ON_OFF)}"))
+        v = s.get("cpu_efficiency_on")
+        rows.append(("mlp784 server CPU efficiency (model CPU/row at batch 32 / server CPU/row)",
+                     f">= {TARGET_MLP784_CPU_EFFICIENCY}", TODAY["mlp784_cpu_efficiency"],
+                     f"{fmt(v, 2)}: {verdict(v, TARGET_MLP784_CPU_EFFICIENCY)}"))
+    lines = ["| target | wanted | today (before) | this run |", "|---|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def table(results: dict[str, Any]) -> str:
+    """Markdown: scenario | metric | value | ratio | target (the issue's targets: ratios from
+    this run, with whether this run met them)."""
+    rows: list[tuple[str, ...]] = []
+
+    def row(scenario: str, metric: str, value: str, rat: str = "", target: str = "") -> None:
+        rows.append((scenario, metric, value, rat, target))
+
     sp = results.get("serving_path")
     if sp:
         claim = sp["tf_serving_claim_per_core"]
         for name, runs in sp["variants"].items():
             for r in runs:
-                rows.append((f"serving_path {name} x{r['threads']}", "calls/s (wall)",
-                             fmt(r["calls_per_s"]), ""))
-                rows.append((f"serving_path {name} x{r['threads']}",
-                             f"calls/CPU-s ({r['cores_used']:.2f} cores)",
-                             fmt(r["calls_per_cpu_s"]),
-                             f"{fmt(r['vs_tf_serving_claim'] * 100, 2)}% of TF Serving's "
-                             f"{claim:,.0f}/s/core"))
+                row(f"serving_path {name} x{r['threads']}", "calls/s (wall)",
+                    fmt(r["calls_per_s"]))
+                row(f"serving_path {name} x{r['threads']}",
+                    f"calls/CPU-s ({r['cores_used']:.2f} cores)", fmt(r["calls_per_cpu_s"]),
+                    f"{fmt(r['vs_tf_serving_claim'] * 100, 2)}% of TF Serving's "
+                    f"{claim:,.0f}/s/core")
     h = results.get("http")
     if h:
-        for name in ("predict", "bare"):
-            r = h[name]
+        servers = [("predict", h["predict"]), ("bare", h["bare"])]
+        ml = h.get("mlserver")
+        if ml:
+            servers += [(f"mlserver {ml['version']} parallel_workers={w}", r)
+                        for w, r in ml["runs"].items()]
+        for name, r in servers:
             label = f"http {name} x{h['concurrency']}"
-            rows.append((label, "req/s", fmt(r["req_per_s"]),
-                         f"{fmt(h['predict_over_bare'], 2)} predict/bare" if name == "predict"
-                         else "1.00"))
-            rows.append((label, "p50 / p99 ms", f"{fmt(r['p50_ms'], 2)} / {fmt(r['p99_ms'], 2)}",
-                         ""))
-            rows.append((label, "CPU server / client (cores)",
-                         f"{fmt(r['server_cpu_frac'], 2)} / {fmt(r['client_cpu_frac'], 2)}", ""))
-            rows.append((label, "server CPU ms per request",
-                         fmt(r.get("server_cpu_ms_per_req"), 3), ""))
-    for model, b in (results.get("batching") or {}).items():
+            if name == "predict":
+                rat, target = f"{fmt(h['predict_over_bare'], 2)} predict/bare", ""
+            elif name == "bare":
+                rat, target = "1.00", ""
+            else:
+                v = r.get("ours_over_mlserver")
+                rat = f"{fmt(v, 2)}x ours/MLServer"
+                target = (f">= {TARGET_OURS_OVER_MLSERVER:.1f}x ours/MLServer: "
+                          f"{verdict(v, TARGET_OURS_OVER_MLSERVER)}")
+            row(label, "req/s", fmt(r["req_per_s"]), rat, target)
+            row(label, "p50 / p99 ms", f"{fmt(r['p50_ms'], 2)} / {fmt(r['p99_ms'], 2)}")
+            row(label, "CPU server / client (cores)",
+                f"{fmt(r['server_cpu_frac'], 2)} / {fmt(r['client_cpu_frac'], 2)}")
+            row(label, "server CPU ms per request", fmt(r.get("server_cpu_ms_per_req"), 3))
+    batching = dict(results.get("batching") or {})
+    if results.get("mlp784"):
+        batching["mlp784"] = results["mlp784"]
+    for model, b in batching.items():
         own = {r["batch_size"]: r for r in b["model_in_process"]}
+        is784 = model == "mlp784" and "concurrency" in b
         for key, r in b["runs"].items():
             mode, c = key.split("@")
-            label = f"batching {model} {mode} x{c}"
+            label = f"{'mlp784' if is784 else 'batching ' + model} {mode} x{c}"
             s = b[f"summary@{c}"]
-            rows.append((label, "rows/s", fmt(r["req_per_s"]),
-                         f"{fmt(s['on_over_off'], 2)}x on/off" if mode == "on" else ""))
-            rows.append((label, "p50 / p99 ms", f"{fmt(r['p50_ms'], 1)} / {fmt(r['p99_ms'], 1)}",
-                         ""))
-            rows.append((label, "mean batch size / model run ms",
-                         f"{fmt(r.get('mean_batch_size'), 1)} / "
-                         f"{fmt(r.get('mean_model_run_ms'), 1)}", ""))
-            rows.append((label, "CPU server / client (cores)",
-                         f"{fmt(r['server_cpu_frac'], 2)} / {fmt(r['client_cpu_frac'], 2)}", ""))
-            rows.append((label, "server CPU ms per row / model busy (runs in flight)",
-                         f"{fmt(r.get('server_cpu_ms_per_req'), 2)} / "
-                         f"{fmt(r.get('model_busy'), 2)}", ""))
             if mode == "on":
-                rows.append((label, "vs model in process at mean batch", "",
-                             f"{fmt(s['on_over_model_at_mean_batch'], 2)}"))
+                rat = f"{fmt(s['on_over_off'], 2)}x on/off"
+                target = (f">= {TARGET_MLP784_ON_OFF:.0f}x on/off: "
+                          f"{verdict(s['on_over_off'], TARGET_MLP784_ON_OFF)}" if is784 else "")
             else:
-                rows.append((label, "vs model in process at batch 1", "",
-                             f"{fmt(s['off_over_model_at_batch_1'], 2)}"))
+                rat = target = ""
+            row(label, "rows/s (wall)", fmt(r["req_per_s"]), rat, target)
+            row(label, "p50 / p99 ms", f"{fmt(r['p50_ms'], 1)} / {fmt(r['p99_ms'], 1)}")
+            row(label, "mean batch size / model run ms",
+                f"{fmt(r.get('mean_batch_size'), 1)} / {fmt(r.get('mean_model_run_ms'), 1)}")
+            row(label, "CPU server / client (cores)",
+                f"{fmt(r['server_cpu_frac'], 2)} / {fmt(r['client_cpu_frac'], 2)}")
+            row(label, "server CPU ms per row / model busy (runs in flight)",
+                f"{fmt(r.get('server_cpu_ms_per_req'), 2)} / {fmt(r.get('model_busy'), 2)}")
+            if is784:
+                eff = s.get(f"cpu_efficiency_{mode}")
+                row(label, "CPU efficiency: model CPU/row at batch 32 in process / server "
+                    "CPU/row", fmt(eff, 2), "",
+                    f">= {TARGET_MLP784_CPU_EFFICIENCY} (baseline "
+                    f"{BASELINE_MLP784_CPU_EFFICIENCY:.2f}): "
+                    f"{verdict(eff, TARGET_MLP784_CPU_EFFICIENCY)}" if mode == "on" else "")
+            if mode == "on":
+                row(label, "vs model in process at mean batch", "",
+                    f"{fmt(s['on_over_model_at_mean_batch'], 2)}")
+            else:
+                row(label, "vs model in process at batch 1", "",
+                    f"{fmt(s['off_over_model_at_batch_1'], 2)}")
         for bs, r in sorted(own.items()):
-            rows.append((f"{model} in process batch {bs}", "rows/s (1 thread)",
-                         fmt(r["rows_per_s"]), f"{fmt(r['ms_per_call'], 1)} ms/call"))
-    lines = ["| scenario | metric | value | ratio |", "|---|---|---|---|"]
-    lines += [f"| {a} | {m} | {v} | {r} |" for a, m, v, r in rows]
+            row(f"{model} in process batch {bs}", "rows/s (1 thread)", fmt(r["rows_per_s"]),
+                f"{fmt(r['ms_per_call'], 1)} ms/call")
+            if r.get("cpu_ms_per_row") is not None:
+                row(f"{model} in process batch {bs}", "CPU ms per row (process, all threads)",
+                    fmt(r["cpu_ms_per_row"], 3))
+    lines = ["| scenario | metric | value | ratio | target |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -419,6 +575,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma list of models for the batching scenario (benchmarks/models.py)")
     p.add_argument("--inprocess-threads", type=int, default=8,
                    help="threads for serving_path besides 1 (default 8)")
+    p.add_argument("--mlp784-concurrency", type=int, default=48,
+                   help="clients for the mlp784 scenario (default 48)")
+    p.add_argument("--mlserver", action="store_true",
+                   help="http scenario: also drive MLServer 1.7 serving y = 0.5x + 2 (creates "
+                   "benchmarks/results/mlserver-venv from PyPI once)")
+    p.add_argument("--mlserver-workers", default=None,
+                   help="comma list of MLServer parallel_workers to run (default 1,0: its "
+                   "default, an inference worker process, and the model in its HTTP process)")
+    p.add_argument("--server-arg", action="append", default=[],
+                   help="one more argument for every server of the run (repeatable), e.g. "
+                   "--server-arg=--TFServingApp.batch_timeout_micros=2000")
     p.add_argument("--num-batch-threads", type=int, default=0,
                    help="--TFServingApp.num_batch_threads for batching on (default: server's)")
     p.add_argument("--only", action="append", choices=SCENARIOS,
@@ -430,7 +597,12 @@ def main(argv: list[str] | None = None) -> int:
     bc = args.batch_concurrency or ("32" if args.quick else "32,64")
     args.batch_concurrency = [int(c) for c in bc.split(",") if c]
     args.batch_models = [m for m in args.batch_models.split(",") if m]
+    mw = args.mlserver_workers or "1,0"
+    args.mlserver_workers = [int(w) for w in mw.split(",") if w]
     scenarios = args.only or list(SCENARIOS)
+    SERVER_ARGS[:] = args.server_arg
+    if args.mlserver and "http" not in scenarios:
+        log("--mlserver runs within the http scenario, which is not selected: ignored")
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out_path = Path(args.output) if args.output else RESULTS / f"{stamp}.json"
@@ -451,8 +623,10 @@ def main(argv: list[str] | None = None) -> int:
                     results[name] = scenario_serving_path(args)
                 elif name == "http":
                     results[name] = scenario_http(args, workdir)
-                else:
+                elif name == "batching":
                     results[name] = scenario_batching(args, workdir)
+                else:
+                    results[name] = scenario_mlp784(args, workdir)
             except Exception as exc:  # report the others anyway
                 log(f"{name} FAILED: {exc}")
                 results.setdefault("failed", {})[name] = str(exc)[-3000:]
@@ -461,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"]["loadavg_end"] = os.getloadavg()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2, default=str))
+    print(targets(results))
+    print()
     print(table(results))
     print(f"\nJSON: {out_path}  ({results['elapsed_s']:.0f} s)")
     return 1 if results.get("failed") else 0
