@@ -33,7 +33,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Literal, TypedDict
+from typing import TYPE_CHECKING, BinaryIO, TypedDict
 
 from .core import defaults
 from .core.archive import unpack_version_archive
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     from .model_config import ModelConfigFile, ModelServerConfig
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
-Rollout = Literal["stable", "canary"]
 ROLLOUTS: tuple[str, ...] = ("stable", "canary")
 
 

@@ -220,12 +220,6 @@ class DataPlane:
         future.add_done_callback(done)
         return future
 
-    def predict(self, ref: ModelRef, signature_name: str | None,
-                decode: Decoder) -> tuple[PredictCall, Outputs]:
-        """The whole predict, blocking (bulk work, tests; not on the IOLoop)."""
-        call = self.begin_predict(ref, signature_name, decode)
-        return call, self.submit_predict(call).result()
-
     def _run_examples(self, ref: ModelRef, signature_name: str | None, batch: ExampleBatch,
                       method: str, what: str) -> tuple[int, Outputs]:
         with self.routed(ref) as handle:

@@ -50,7 +50,7 @@ def check_version(version: object) -> int:
     return version
 
 
-def is_version_text(text: str) -> bool:
+def _is_version_text(text: str) -> bool:
     """True for ASCII decimal digits: ``str.isdigit()`` also takes other scripts' digits
     ("١"), which ``int()`` would read as another version's number."""
     return text.isascii() and text.isdigit()
@@ -61,7 +61,7 @@ def parse_version(value: object) -> int:
     versions as strings, so a string of ASCII digits is taken too); INVALID_ARGUMENT
     otherwise, with the same text as :func:`check_version`."""
     if isinstance(value, str):
-        if not is_version_text(value) or len(value) > 19 or int(value) > MAX_VERSION:
+        if not _is_version_text(value) or len(value) > 19 or int(value) > MAX_VERSION:
             raise _version_error(value)
         return int(value)
     return check_version(value)
