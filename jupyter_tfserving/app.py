@@ -9,8 +9,10 @@ requests finish) when the server shuts down. Importing this module does not impo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
@@ -20,13 +22,24 @@ from .batching import BatchingParameters, read_batching_parameters_file
 from .core import defaults
 from .core.manager import ManagerOptions
 from .rest.handlers import SERVICE_SETTING
+from .rest.request_path import drop_unwritten_debug
 from .rest.routes import api_handlers
 from .service import ModelService, ServiceOptions, load_signing_key
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .grpc.server import GrpcServer
 
 # Set in the server's environment (so kernels it starts inherit them) while the extension runs:
 # where the REST API is and the token that opens it. The kernel-side client reads them.
 ENV_URL = "JUPYTER_TFSERVING_URL"
 ENV_TOKEN = "JUPYTER_TFSERVING_TOKEN"
+# Where the gRPC services are (``host:port`` or ``unix:path``), when they run; with TLS,
+# ENV_GRPC_ROOT_CERTS names the server's certificate file (for clients' channel credentials).
+ENV_GRPC_TARGET = "JUPYTER_TFSERVING_GRPC_TARGET"
+ENV_GRPC_ROOT_CERTS = "JUPYTER_TFSERVING_GRPC_ROOT_CERTS"
+# ``<jupyter runtime dir>/tfserving-grpc-<pid>.json``: the gRPC target of the server with that
+# pid (beside its ``jpserver-<pid>.json``), for kernels that did not inherit the environment.
+GRPC_RUNTIME_FILE = "tfserving-grpc-{pid}.json"
 
 
 class TFServingApp(ExtensionApp):
@@ -194,6 +207,35 @@ class TFServingApp(ExtensionApp):
         "about max_request_bytes / 2 values.",
     )
 
+    grpc_port = Int(
+        defaults.GRPC_PORT,
+        config=True,
+        help="TCP port of TF Serving's gRPC services (PredictionService, ModelService, plus "
+        "health and reflection) on the server's IP: 0 picks a free port (logged, and given "
+        "to kernels as JUPYTER_TFSERVING_GRPC_TARGET), -1 serves none. Calls need the Jupyter "
+        "token in the metadata 'authorization: token <token>'. TLS when the server has a "
+        "certfile and keyfile.",
+    )
+    grpc_socket_path = Unicode(
+        "",
+        config=True,
+        help="Also (or, with grpc_port=-1, only) serve gRPC on this Unix socket "
+        "(TF Serving's --grpc_socket_path).",
+    )
+    grpc_max_message_bytes = Int(
+        defaults.GRPC_MAX_MESSAGE_BYTES,
+        config=True,
+        help="Largest gRPC message, received or sent, in bytes; larger ones fail with "
+        "RESOURCE_EXHAUSTED (TF Serving allows 2 GiB).",
+    )
+    grpc_tensor_content = Bool(
+        False,
+        config=True,
+        help="Write gRPC answers' tensors in TensorProto.tensor_content (raw bytes) instead "
+        "of the typed value fields (TF Serving's enable_serialization_as_tensor_content). "
+        "DT_STRING tensors always use string_val.",
+    )
+
     @default("signing_key_file")
     def _default_signing_key_file(self) -> str:
         return defaults.default_signing_key_file()
@@ -213,6 +255,18 @@ class TFServingApp(ExtensionApp):
     def _validate_positive(self, proposal: dict[str, Any]) -> int:
         if proposal["value"] < 1:
             raise TraitError(f"{proposal['trait'].name} must be at least 1")
+        return proposal["value"]
+
+    @validate("grpc_port")
+    def _validate_grpc_port(self, proposal: dict[str, Any]) -> int:
+        if not -1 <= proposal["value"] <= 65535:
+            raise TraitError("grpc_port must be a port number, 0 (any free port) or -1 (off)")
+        return proposal["value"]
+
+    @validate("grpc_max_message_bytes")
+    def _validate_grpc_max_message_bytes(self, proposal: dict[str, Any]) -> int:
+        if not 1 <= proposal["value"] <= 2**31 - 1:
+            raise TraitError("grpc_max_message_bytes must be between 1 and 2**31 - 1")
         return proposal["value"]
 
     @default("default_url")
@@ -294,14 +348,21 @@ class TFServingApp(ExtensionApp):
         self.service = ModelService(self.service_options())
         self.settings[SERVICE_SETTING] = self.service
         self.service.start()
+        # DEBUG records that no handler writes are not built (rest.request_path)
+        drop_unwritten_debug(self.log)
+        if self.serverapp is not None:
+            drop_unwritten_debug(self.serverapp.log)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(api_handlers(self.api_prefix))
 
     _saved_env: dict[str, str | None] | None = None
+    grpc_server: GrpcServer | None = None
+    _grpc_runtime_file: str | None = None
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         assert self.service is not None
+        await self._start_grpc(serverapp)
         self._publish_environment(serverapp)
         url = url_path_join(serverapp.connection_url, self.api_prefix, "v1", "models")
         self.log.info(
@@ -312,6 +373,74 @@ class TFServingApp(ExtensionApp):
             else "",
         )
 
+    async def _start_grpc(self, serverapp: Any) -> None:
+        """Start the gRPC services on the running loop (unless grpc_port is -1 and there is
+        no socket). A failure to listen is logged; REST keeps serving."""
+        if self.grpc_port < 0 and not self.grpc_socket_path:
+            return
+        assert self.service is not None
+        from .grpc import protos
+
+        # TF Serving's messages (~0.1 s to load; a model load may be importing TensorFlow).
+        await asyncio.get_running_loop().run_in_executor(None, protos.load)
+        from .grpc.auth import GrpcAuth
+        from .grpc.server import GrpcServer, GrpcServerOptions
+        from .rest.handlers import AUTH_RESOURCE
+
+        # TLS as the server has it (a certfile without a keyfile holds the key too).
+        certfile = getattr(serverapp, "certfile", "") or ""
+        keyfile = (getattr(serverapp, "keyfile", "") or certfile) if certfile else ""
+        options = GrpcServerOptions(
+            host=serverapp.ip,
+            port=self.grpc_port,
+            socket_path=self.grpc_socket_path,
+            max_message_bytes=self.grpc_max_message_bytes,
+            tensor_content=self.grpc_tensor_content,
+            certfile=certfile,
+            keyfile=keyfile,
+            client_ca=(getattr(serverapp, "client_ca", "") or "") if certfile else "",
+        )
+        auth = GrpcAuth(serverapp.web_app, AUTH_RESOURCE, secure=bool(options.certfile),
+                        host=f"{serverapp.ip or 'localhost'}:{serverapp.port}")
+        server = GrpcServer(self.service, auth, options)
+        try:
+            await server.start()
+        except (OSError, ValueError) as exc:
+            self.log.error("jupyter_tfserving: gRPC is not served: %s", exc)
+            await server.stop(0)
+            return
+        self.grpc_server = server
+        self.log.info("jupyter_tfserving: gRPC (tensorflow.serving.PredictionService, "
+                      "ModelService) at %s%s", server.target, " with TLS" if server.secure
+                      else "")
+        self._write_grpc_runtime_file(serverapp, server)
+
+    def _write_grpc_runtime_file(self, serverapp: Any, server: GrpcServer) -> None:
+        runtime_dir = getattr(serverapp, "runtime_dir", "")
+        if not runtime_dir:
+            return
+        path = os.path.join(runtime_dir, GRPC_RUNTIME_FILE.format(pid=os.getpid()))
+        info = {"pid": os.getpid(), "url": serverapp.connection_url,
+                "grpc_target": server.target,
+                "grpc_root_certs": server.options.certfile or None}
+        try:
+            os.makedirs(runtime_dir, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(info, f)
+        except OSError as exc:
+            self.log.warning("jupyter_tfserving: could not write %s: %s", path, exc)
+            return
+        self._grpc_runtime_file = path
+
+    async def _stop_grpc(self) -> None:
+        server, self.grpc_server = self.grpc_server, None
+        if server is not None:
+            await server.stop()
+        path, self._grpc_runtime_file = self._grpc_runtime_file, None
+        if path:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
     def _publish_environment(self, serverapp: Any) -> None:
         """Tell kernels this server starts where the API is (DESIGN §1): environment variables
         of this process, inherited by kernels; restored when the extension stops."""
@@ -319,7 +448,15 @@ class TFServingApp(ExtensionApp):
             ENV_URL: url_path_join(serverapp.connection_url, self.api_prefix),
             ENV_TOKEN: getattr(serverapp.identity_provider, "token", "") or "",
         }
-        self._saved_env = {k: os.environ.get(k) for k in env}
+        server = self.grpc_server
+        if server is not None and server.target:
+            env[ENV_GRPC_TARGET] = server.target
+            if server.secure:
+                env[ENV_GRPC_ROOT_CERTS] = server.options.certfile
+        self._saved_env = {k: os.environ.get(k) for k in (*env, ENV_GRPC_TARGET,
+                                                          ENV_GRPC_ROOT_CERTS)}
+        for key in (ENV_GRPC_TARGET, ENV_GRPC_ROOT_CERTS):
+            os.environ.pop(key, None)
         os.environ.update(env)
 
     def _restore_environment(self) -> None:
@@ -332,6 +469,7 @@ class TFServingApp(ExtensionApp):
 
     async def stop_extension(self) -> None:
         self._restore_environment()
+        await self._stop_grpc()
         if self.service is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.service.stop)
 

@@ -55,3 +55,16 @@ def default_model_root() -> str:
 
 def default_signing_key_file() -> str:
     return os.path.join(jupyter_tfserving_dir(), "signing_key")
+
+
+# gRPC (TF Serving's PredictionService and ModelService, beside REST). The port: 0 picks a free
+# one on the server's IP, -1 serves no TCP port (TF Serving's --port is 8500).
+GRPC_PORT = 0
+# Largest gRPC message, in and out (TF Serving allows 2 GiB; here the REST body limit).
+GRPC_MAX_MESSAGE_BYTES = MAX_REQUEST_BYTES
+# How long a stopping server lets gRPC calls in flight finish before cancelling them.
+GRPC_SHUTDOWN_GRACE_SECONDS = 10.0
+# How long a gRPC caller's allowed (token, address, method) stays allowed without asking the
+# identity provider and authorizer again (they cost ~0.1 ms a call; a revoked token or a changed
+# authorizer decision reaches gRPC within this time). 0 asks on every call.
+GRPC_AUTH_CACHE_SECONDS = 10.0

@@ -8,6 +8,11 @@ importing jupyter_server), and keeps the first whose ``P/api/models`` answers.
 
 Every call blocks (the kernel's own thread); errors are :class:`TFServingError` with the
 server's message, or :class:`ServerUnavailable` when nothing answers.
+
+The same places tell where the server's gRPC services are (``JUPYTER_TFSERVING_GRPC_TARGET``,
+or the server's ``tfserving-grpc-<pid>.json`` in the runtime directory):
+:attr:`TFServingClient.grpc_target`, and :meth:`TFServingClient.grpc_channel`, a channel whose
+every call carries the token in its metadata.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ import requests
 
 ENV_URL = "JUPYTER_TFSERVING_URL"
 ENV_TOKEN = "JUPYTER_TFSERVING_TOKEN"
+ENV_GRPC_TARGET = "JUPYTER_TFSERVING_GRPC_TARGET"
+ENV_GRPC_ROOT_CERTS = "JUPYTER_TFSERVING_GRPC_ROOT_CERTS"
+GRPC_RUNTIME_GLOB = "tfserving-grpc-*.json"
 DEFAULT_PREFIX = "tfserving"
 
 
@@ -43,12 +51,18 @@ class ServerUnavailable(TFServingError):
 
 class TFServingClient:
     """Calls one server's REST API. ``url`` is the API prefix P (``http://host:port/
-    {base_url}tfserving``), ``token`` the Jupyter token (sent as ``Authorization: token``)."""
+    {base_url}tfserving``), ``token`` the Jupyter token (sent as ``Authorization: token``).
+    ``grpc_target``: where the same server's gRPC services are (None: not known or not
+    served); ``grpc_root_certs``: a PEM file to trust when they use TLS."""
 
-    def __init__(self, url: str, token: str, *, timeout: float = 60.0) -> None:
+    def __init__(self, url: str, token: str, *, timeout: float = 60.0,
+                 grpc_target: str | None = None, grpc_root_certs: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.grpc_target = grpc_target or None
+        self.grpc_root_certs = grpc_root_certs or None
+        self._grpc_channel: Any = None
         self._session = requests.Session()
         if token:
             self._session.headers["Authorization"] = f"token {token}"
@@ -145,6 +159,43 @@ class TFServingClient:
     def stats(self) -> dict[str, Any]:
         return self.call("GET", "/api/stats")
 
+    # -------------------------------------------------------------- gRPC
+
+    def grpc_channel(self) -> Any:
+        """A ``grpc.Channel`` to the server's gRPC services whose calls carry the token in
+        their metadata (``authorization: token <token>``); made once. ServerUnavailable when
+        the server serves no gRPC (or this client does not know where)."""
+        if self.grpc_target is None:
+            raise ServerUnavailable(
+                f"The jupyter_tfserving server at {self.url} serves no gRPC (or its target is "
+                "unknown here): see TFServingApp.grpc_port")
+        if self._grpc_channel is None:
+            import grpc  # type: ignore[import-untyped, unused-ignore]
+
+            if self.grpc_root_certs is not None:
+                with open(self.grpc_root_certs, "rb") as f:
+                    credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+                channel = grpc.secure_channel(self.grpc_target, credentials)
+            else:
+                channel = grpc.insecure_channel(self.grpc_target)
+            if self.token:
+                channel = grpc.intercept_channel(channel, _token_interceptor(self.token))
+            self._grpc_channel = channel
+        return self._grpc_channel
+
+    def prediction_stub(self) -> Any:
+        """TF Serving's ``PredictionServiceStub`` on :meth:`grpc_channel`."""
+        from ..grpc import protos
+
+        return protos.load().prediction_service_pb2_grpc.PredictionServiceStub(
+            self.grpc_channel())
+
+    def model_stub(self) -> Any:
+        """TF Serving's ``ModelServiceStub`` on :meth:`grpc_channel`."""
+        from ..grpc import protos
+
+        return protos.load().model_service_pb2_grpc.ModelServiceStub(self.grpc_channel())
+
     # -------------------------------------------------------------- TF Serving v1
 
     def predict_url(self, name: str, version: int | None = None) -> str:
@@ -160,6 +211,58 @@ class TFServingClient:
         url = self.predict_url(name, version)
         response = self.request("POST", url[len(self.url):], json_body=body)
         return response.json()["predictions"], int(response.headers.get("X-Model-Version", -1))
+
+
+def _token_interceptor(token: str) -> Any:
+    """A client interceptor adding ``authorization: token <token>`` to every call's metadata
+    (its class is made here, so importing this module needs no grpc)."""
+    import grpc  # type: ignore[import-untyped, unused-ignore]
+
+    class TokenInterceptor(grpc.UnaryUnaryClientInterceptor,
+                           grpc.UnaryStreamClientInterceptor):
+        def _details(self, details: Any) -> Any:
+            metadata = [m for m in (details.metadata or ()) if m[0].lower() != "authorization"]
+            metadata.append(("authorization", f"token {token}"))
+            return _CallDetails(details.method, details.timeout, metadata, details.credentials,
+                                getattr(details, "wait_for_ready", None),
+                                getattr(details, "compression", None))
+
+        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            return continuation(self._details(details), request)
+
+        def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+            return continuation(self._details(details), request)
+
+    return TokenInterceptor()
+
+
+class _CallDetails:
+    """A ``grpc.ClientCallDetails`` with other metadata."""
+
+    def __init__(self, method: str, timeout: float | None, metadata: Any, credentials: Any,
+                 wait_for_ready: Any, compression: Any) -> None:
+        self.method = method
+        self.timeout = timeout
+        self.metadata = metadata
+        self.credentials = credentials
+        self.wait_for_ready = wait_for_ready
+        self.compression = compression
+
+
+def _grpc_runtime_info() -> dict[int, dict[str, Any]]:
+    """The gRPC targets the running servers wrote beside their info files, by server pid."""
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    out: dict[int, dict[str, Any]] = {}
+    for path in glob.glob(os.path.join(jupyter_runtime_dir(), GRPC_RUNTIME_GLOB)):
+        try:
+            with open(path, encoding="utf-8") as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and isinstance(info.get("pid"), int):
+            out[info["pid"]] = info
+    return out
 
 
 def _runtime_servers() -> Iterator[dict[str, Any]]:
@@ -181,11 +284,17 @@ def candidate_clients() -> Iterator[TFServingClient]:
     """Where a server may be, in the order :func:`find_server` tries them."""
     url = os.environ.get(ENV_URL)
     if url:
-        yield TFServingClient(url, os.environ.get(ENV_TOKEN, ""))
+        yield TFServingClient(url, os.environ.get(ENV_TOKEN, ""),
+                              grpc_target=os.environ.get(ENV_GRPC_TARGET),
+                              grpc_root_certs=os.environ.get(ENV_GRPC_ROOT_CERTS))
+    grpc_info = _grpc_runtime_info()
     for info in _runtime_servers():
         # "url" is the server's connection URL, base_url included
+        grpc_server = grpc_info.get(info.get("pid", -1), {})
         yield TFServingClient(f"{info['url'].rstrip('/')}/{DEFAULT_PREFIX}",
-                              info.get("token", ""))
+                              info.get("token", ""),
+                              grpc_target=grpc_server.get("grpc_target"),
+                              grpc_root_certs=grpc_server.get("grpc_root_certs"))
 
 
 def find_server() -> TFServingClient | None:

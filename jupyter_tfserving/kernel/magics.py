@@ -17,7 +17,7 @@ from .client import TFServingError
 from .serving import connect
 
 USAGE = """%tfserving list                      models, versions, states, labels, traffic
-%tfserving status [NAME]             the same for one model
+%tfserving status [NAME]             the same for one model, and where gRPC is served
 %tfserving url                       where the REST API is
 %tfserving canary NAME WEIGHT [V]    send WEIGHT (0..1) of NAME's traffic to version V
 %tfserving promote NAME              the canary becomes stable
@@ -66,6 +66,8 @@ def tfserving_magic(line: str) -> None:
         if command in ("list", "status"):
             models = [client.model(rest[0])] if rest else client.models()
             print(format_models(models))
+            if command == "status":
+                print(f"gRPC: {client.grpc_target or 'not served'}")
         elif command == "export-config":
             handoff = client.tfserving_config()
             for skipped in handoff["skipped"]:

@@ -117,6 +117,24 @@ class ServedModel:
     def model_url(self) -> str:
         return self.client.predict_url(self.name)
 
+    @property
+    def grpc_target(self) -> str | None:
+        """Where the server's TF Serving gRPC services are (``host:port``, or ``unix:path``);
+        None when it serves none (the embedded server, ``TFServingApp.grpc_port=-1``)."""
+        return self.client.grpc_target
+
+    def grpc_stub(self) -> Any:
+        """A ready TF Serving ``PredictionServiceStub`` (``tensorflow-serving-api``) to the
+        server, the token in every call's metadata. Address this model in its requests::
+
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = m.name
+            request.inputs["x"].CopyFrom(tf.make_tensor_proto([[1.0]]))
+            m.grpc_stub().Predict(request, 10.0)
+
+        ServerUnavailable when the server serves no gRPC."""
+        return self.client.prediction_stub()
+
     def curl(self, instances: Any = None, *, versioned: bool = False) -> str:
         """A ``curl`` command line that calls the model from a terminal."""
         if instances is None:
