@@ -8,6 +8,9 @@ whose only model, ``noop``, is loaded by a fake loader factory into :class:`Noop
 signature ``x`` float [-1, 1] -> ``x``, so it is batchable). It waits for ``noop/1`` to be
 AVAILABLE, then drives, from T threads each, back to back:
 
+- ``dataplane_loop``: the data plane as the REST and gRPC front ends call it: T requests in
+  flight as coroutines on one asyncio event loop (admit, begin and decode on the loop, the run
+  awaited without a thread, encode on the loop), batching on;
 - ``dataplane_batching``: a request through the data plane, as a front end makes it, minus
   the transport: ``dataplane.admit()``, ``begin_predict`` (route, signature, decode: the row
   becomes a float32 array), ``submit_predict`` (batch scheduler) ``.result()``, encode (the
@@ -28,10 +31,12 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -111,6 +116,44 @@ def dataplane_path(service: ModelService) -> Callable[[], None]:
     return call
 
 
+def drive_loop(service: ModelService, concurrency: int, seconds: float) -> dict[str, Any]:
+    """``dataplane_loop``: the data plane as the REST and gRPC front ends call it: one asyncio
+    event loop, ``concurrency`` requests in flight as coroutines, each admitted, begun and
+    decoded on the loop, its run awaited (``asyncio.wrap_future``) without holding a thread,
+    its answer encoded on the loop."""
+    dataplane, ref = service.dataplane, ModelRef(MODEL)
+
+    def decode(signature: SignatureInfo) -> dict[str, np.ndarray]:
+        return {"x": np.asarray(ROW, np.float32)}
+
+    async def one() -> None:
+        with dataplane.admit():
+            c = dataplane.begin_predict(ref, None, decode)
+            outputs = await asyncio.wrap_future(dataplane.submit_predict(c))
+            outputs["x"].tolist()
+
+    async def run() -> tuple[int, float, float]:
+        for _ in range(200):  # warm
+            await one()
+        stop = False
+        counts = [0] * concurrency
+
+        async def client(i: int) -> None:
+            while not stop:
+                await one()
+                counts[i] += 1
+
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        tasks = [asyncio.create_task(client(i)) for i in range(concurrency)]
+        await asyncio.sleep(seconds)
+        stop = True
+        await asyncio.gather(*tasks)
+        return sum(counts), time.perf_counter() - t0, time.process_time() - cpu0
+
+    n, wall, cpu = asyncio.run(run())
+    return result(concurrency, n, wall, cpu)
+
+
 def core_path(service: ModelService) -> Callable[[], None]:
     manager, scheduler = service.manager, service.scheduler
     params = service.dataplane.batching_parameters(MODEL)
@@ -142,6 +185,10 @@ def drive(call: Callable[[], None], threads: int, seconds: float) -> dict[str, A
     for _ in range(200):  # warm
         call()
     n, wall, cpu = call_for(call, threads, seconds)
+    return result(threads, n, wall, cpu)
+
+
+def result(threads: int, n: int, wall: float, cpu: float) -> dict[str, Any]:
     return {
         "threads": threads,
         "calls": n,
@@ -155,7 +202,8 @@ def drive(call: Callable[[], None], threads: int, seconds: float) -> dict[str, A
     }
 
 
-VARIANTS: dict[str, tuple[bool, Callable[[ModelService], Callable[[], None]]]] = {
+VARIANTS: dict[str, tuple[bool, Callable[[ModelService], Callable[[], None]] | None]] = {
+    "dataplane_loop": (True, None),  # drive_loop: coroutines on one event loop
     "dataplane_batching": (True, dataplane_path),
     "dataplane_unbatched": (False, dataplane_path),
     "core_batching": (True, core_path),
@@ -177,8 +225,13 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-inprocess-") as root:
             service = make_service(root, batching, request_threads=max(thread_counts))
             try:
-                call = make_call(service)
-                out["variants"][name] = [drive(call, t, args.seconds) for t in thread_counts]
+                if make_call is None:
+                    out["variants"][name] = [drive_loop(service, t, args.seconds)
+                                             for t in thread_counts]
+                else:
+                    call = make_call(service)
+                    out["variants"][name] = [drive(call, t, args.seconds)
+                                             for t in thread_counts]
             finally:
                 service.stop(timeout=10)
     json.dump(out, sys.stdout)

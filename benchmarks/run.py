@@ -438,11 +438,16 @@ def verdict(value: float | None, target: float) -> str:
 def targets(results: dict[str, Any]) -> str:
     """Markdown: the issue's targets, today's figure (before this work) and this run's."""
     rows: list[tuple[str, str, str, str]] = []
-    sp = (results.get("serving_path") or {}).get("variants", {}).get("dataplane_batching")
-    if sp:
+    variants = (results.get("serving_path") or {}).get("variants", {})
+    for variant, callers in (("dataplane_loop", "requests in flight on one event loop"),
+                             ("dataplane_batching", "caller threads")):
+        sp = variants.get(variant)
+        if not sp:
+            continue
         best = max((r.get("calls_per_cpu_s") or 0.0) for r in sp)
         threads = ", ".join(f"x{r['threads']} {fmt(r.get('calls_per_cpu_s'))}" for r in sp)
-        rows.append(("serving path through the data plane, batching on: calls per CPU-second",
+        rows.append((f"serving path through the data plane, batching on, {callers} "
+                     f"({variant}): calls per CPU-second",
                      f">= {TARGET_SERVING_PATH_PER_CPU_S:,.0f}", TODAY["serving_path"],
                      f"{threads}: {verdict(best, TARGET_SERVING_PATH_PER_CPU_S)}"))
     h = results.get("http")
