@@ -37,7 +37,7 @@ from .core.servable import (
     SignatureInfo,
 )
 from .core.state import VersionStatus
-from .core.status import Code, ServingError, invalid_argument, not_found
+from .core.status import Code, ServingError, SignatureNotFound, invalid_argument, not_found
 from .metrics.stats import ServingStats
 
 Outputs = dict[str, np.ndarray]
@@ -101,7 +101,7 @@ def is_batchable(signature: SignatureInfo, inputs: Mapping[str, np.ndarray]) -> 
 def _signature(handle: ServableHandle, name: str) -> SignatureInfo:
     signatures = handle.servable.signatures()
     if name not in signatures:
-        raise invalid_argument(f'Serving signature name: "{name}" not found in signature def')
+        raise SignatureNotFound(name)
     return signatures[name]
 
 

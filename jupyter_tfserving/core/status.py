@@ -60,3 +60,14 @@ def failed_precondition(message: str) -> ServingError:
 
 def unimplemented(message: str) -> ServingError:
     return ServingError(Code.UNIMPLEMENTED, message)
+
+
+class SignatureNotFound(ServingError):
+    """A request named a signature the servable does not have. Raised by the data plane and
+    the platforms with REST's wording (TF Serving's JSON decoder, INVALID_ARGUMENT); a front
+    end whose TF Serving counterpart words it otherwise (gRPC) maps it by type."""
+
+    def __init__(self, signature_name: str) -> None:
+        super().__init__(Code.INVALID_ARGUMENT,
+                         f'Serving signature name: "{signature_name}" not found in signature def')
+        self.signature_name = signature_name

@@ -8,11 +8,9 @@ cuts them. Plain functions, called by the servicers on the event loop.
 
 from __future__ import annotations
 
-import re
-
 import grpc  # type: ignore[import-untyped]
 
-from ..core.status import Code, ServingError
+from ..core.status import Code, ServingError, SignatureNotFound
 
 # TF Serving's kErrorMessageLimit.
 ERROR_MESSAGE_LIMIT = 1024
@@ -33,31 +31,25 @@ def grpc_message(message: str) -> str:
     return message
 
 
-# The data plane words an unknown predict signature for REST (TF Serving's JSON decoder, which
-# looks the signature up first, says INVALID_ARGUMENT); TF Serving's gRPC Predict finds it
-# missing in RunPredict: FAILED_PRECONDITION, its own words.
-_REST_SIGNATURE_NOT_FOUND = re.compile(
-    r'^Serving signature name: "(?P<name>.*)" not found in signature def$', re.DOTALL)
-
-
 def predict_error(exc: ServingError) -> ServingError:
-    """A predict's error as TF Serving's gRPC Predict reports it."""
-    match = _REST_SIGNATURE_NOT_FOUND.match(exc.message)
-    if exc.code == Code.INVALID_ARGUMENT and match:
-        error = ServingError(Code.FAILED_PRECONDITION,
-                             f'Serving signature key "{match["name"]}" not found.')
-        error.version = exc.version
-        return error
+    """A predict's error as TF Serving's gRPC Predict reports it: an unknown signature is
+    FAILED_PRECONDITION there (RunPredict finds it missing), in its own words."""
+    if isinstance(exc, SignatureNotFound):
+        return _reworded(exc, Code.FAILED_PRECONDITION,
+                         f'Serving signature key "{exc.signature_name}" not found.')
     return exc
 
 
 def examples_error(exc: ServingError) -> ServingError:
     """A classify/regress error as TF Serving's gRPC Classify/Regress reports it (an unknown
     signature stays INVALID_ARGUMENT there, in the classifier's words)."""
-    match = _REST_SIGNATURE_NOT_FOUND.match(exc.message)
-    if exc.code == Code.INVALID_ARGUMENT and match:
-        error = ServingError(Code.INVALID_ARGUMENT,
-                             f"No signature was found with the name: {match['name']}")
-        error.version = exc.version
-        return error
+    if isinstance(exc, SignatureNotFound):
+        return _reworded(exc, Code.INVALID_ARGUMENT,
+                         f"No signature was found with the name: {exc.signature_name}")
     return exc
+
+
+def _reworded(exc: ServingError, code: Code, message: str) -> ServingError:
+    error = ServingError(code, message)
+    error.version = exc.version
+    return error

@@ -40,7 +40,7 @@ from ..core.servable import (
     SignatureInfo,
     TensorInfo,
 )
-from ..core.status import Code, ServingError
+from ..core.status import Code, ServingError, SignatureNotFound
 
 __all__ = [
     "PICKLE_FILE",
@@ -370,7 +370,7 @@ class PythonServable:
                 Code.FAILED_PRECONDITION, f"Python servable at {self.path} was unloaded"
             )
         if signature_name != DEFAULT_SIGNATURE:
-            raise _invalid(f'Serving signature name: "{signature_name}" not found in signature def')
+            raise SignatureNotFound(signature_name)
         expected = self._signature.inputs
         extra = sorted(set(inputs) - set(expected))
         missing = sorted(set(expected) - set(inputs))

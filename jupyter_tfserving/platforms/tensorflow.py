@@ -30,7 +30,7 @@ from ..core.servable import (
     SignatureInfo,
     TensorInfo,
 )
-from ..core.status import Code, ServingError
+from ..core.status import Code, ServingError, SignatureNotFound
 
 if TYPE_CHECKING:  # pragma: no cover
     from tensorflow.core.protobuf import meta_graph_pb2
@@ -239,10 +239,7 @@ class SavedModelServable:
             raise ServingError(Code.FAILED_PRECONDITION, f"SavedModel at {self.path} was unloaded")
         runnable = self._runnable.get(signature_name)
         if runnable is None:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f'Serving signature name: "{signature_name}" not found in signature def',
-            )
+            raise SignatureNotFound(signature_name)
         if runnable.unsupported is not None:
             raise ServingError(Code.UNIMPLEMENTED, runnable.unsupported)
         return runnable

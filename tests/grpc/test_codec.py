@@ -10,7 +10,7 @@ import pytest
 
 from jupyter_tfserving.core.servable import SignatureInfo, TensorInfo
 from jupyter_tfserving.core.state import ServableState, VersionStatus
-from jupyter_tfserving.core.status import Code, ServingError
+from jupyter_tfserving.core.status import Code, ServingError, SignatureNotFound
 from jupyter_tfserving.grpc import codec, protos
 from jupyter_tfserving.grpc.codec import TensorError, array_to_tensor, tensor_to_array
 
@@ -302,10 +302,13 @@ def test_status_codes_and_message_limit():
     assert all(grpc_code(c).value[0] == int(c) for c in Code)
     assert grpc_message("x" * 1024) == "x" * 1024
     assert grpc_message("x" * 2000) == "x" * 1024 + "...TRUNCATED"
-    error = predict_error(ServingError(
-        Code.INVALID_ARGUMENT, 'Serving signature name: "nope" not found in signature def'))
+    error = predict_error(SignatureNotFound("nope"))
     assert (error.code, error.message) == (Code.FAILED_PRECONDITION,
                                            'Serving signature key "nope" not found.')
+    # only the type decides, not a message that happens to look the same
+    lookalike = ServingError(
+        Code.INVALID_ARGUMENT, 'Serving signature name: "nope" not found in signature def')
+    assert predict_error(lookalike) is lookalike
 
 
 def test_protos_load_without_tensorflow(tmp_path):
