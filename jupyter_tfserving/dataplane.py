@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -41,6 +41,7 @@ from .core.status import Code, ServingError, SignatureNotFound, invalid_argument
 from .metrics.stats import ServingStats
 
 Outputs = dict[str, np.ndarray]
+T = TypeVar("T")
 # Turns the routed version's signature into the request's inputs (a front end's decoder).
 Decoder = Callable[[SignatureInfo], dict[str, np.ndarray]]
 
@@ -103,6 +104,85 @@ def _signature(handle: ServableHandle, name: str) -> SignatureInfo:
     if name not in signatures:
         raise SignatureNotFound(name)
     return signatures[name]
+
+
+@dataclass(frozen=True)
+class Classifications:
+    """A classify's result, as TF Serving's ClassificationResult holds it: per example, K
+    classes with a label (None: the signature has no ``classes`` output, labels are "") and a
+    float32 score (None: no ``scores`` output, scores are 0.0)."""
+
+    labels: list[list[str]] | None  # [N][K]
+    scores: np.ndarray | None  # float32 [N, K]
+    num_examples: int
+    num_classes: int
+
+
+def _batch_matrix(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.ndim == 1:
+        return arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise invalid_argument(
+            f"Expected {name} Tensor shape: [batch_size num_classes] but got {list(arr.shape)}")
+    return arr
+
+
+def _label(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview, np.bytes_)):
+        return bytes(value).decode("utf-8", "replace")
+    raise invalid_argument(
+        f"Expected classes Tensor of DT_STRING. Got an element of type {type(value).__name__}")
+
+
+def classifications(outputs: Mapping[str, np.ndarray]) -> Classifications:
+    """A classification signature's outputs (``classes``: strings, [N, K]; ``scores``:
+    numbers, [N, K]; rank 1 is [N, 1]) checked as TF Serving's classifier checks them:
+    INVALID_ARGUMENT when neither is there, for other ranks, mismatched shapes or dtypes.
+    Labels that are not valid UTF-8 get U+FFFD replacements."""
+    classes = outputs.get("classes")
+    scores = outputs.get("scores")
+    if classes is None and scores is None:
+        raise invalid_argument(
+            "Classification signature outputs must include 'classes' and/or 'scores'")
+    labels: list[list[str]] | None = None
+    values: np.ndarray | None = None
+    shape: tuple[int, ...] | None = None
+    if classes is not None:
+        arr = _batch_matrix(np.asarray(classes), "classes")
+        if arr.dtype.kind not in "OSU":
+            raise invalid_argument(f"Expected classes Tensor of DT_STRING. Got: {arr.dtype}")
+        shape = arr.shape
+        labels = [[_label(v) for v in row] for row in arr.tolist()]
+    if scores is not None:
+        arr = _batch_matrix(np.asarray(scores), "scores")
+        if arr.dtype.kind not in "fiu":
+            raise invalid_argument(f"Expected scores Tensor of DT_FLOAT. Got: {arr.dtype}")
+        if shape is not None and arr.shape != shape:
+            raise invalid_argument(
+                "Tensors class and score should match in shape, but had "
+                f"{list(shape)} and {list(arr.shape)}")
+        shape = arr.shape
+        values = arr.astype(np.float32)
+    assert shape is not None
+    return Classifications(labels, values, shape[0], shape[1])
+
+
+def regressions(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """A regression signature's ``outputs`` ([N] or [N, 1], numeric) as float32 [N] (TF
+    Serving's RegressionResult holds floats); INVALID_ARGUMENT when missing or of another
+    shape or dtype."""
+    if "outputs" not in outputs:
+        raise invalid_argument("Regression signature outputs must include 'outputs'")
+    arr = np.asarray(outputs["outputs"])
+    if not (arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1)):
+        raise invalid_argument(
+            "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
+            f"{list(arr.shape)}")
+    if arr.dtype.kind not in "fiu":
+        raise invalid_argument(f"Expected output Tensor of DT_FLOAT. Got: {arr.dtype}")
+    return arr.reshape(-1).astype(np.float32)
 
 
 def _check_method(signature: SignatureInfo, expected: str, what: str) -> None:
@@ -221,21 +301,23 @@ class DataPlane:
         return future
 
     def _run_examples(self, ref: ModelRef, signature_name: str | None, batch: ExampleBatch,
-                      method: str, what: str) -> tuple[int, Outputs]:
+                      method: str, what: str, result: Callable[[Outputs], T]) -> tuple[int, T]:
         with self.routed(ref) as handle:
             name = signature_name or DEFAULT_SIGNATURE
             _check_method(_signature(handle, name), method, what)
-            return handle.id.version, handle.servable.run_examples(name, batch)
+            return handle.id.version, result(handle.servable.run_examples(name, batch))
 
     def classify(self, ref: ModelRef, signature_name: str | None,
-                 batch: ExampleBatch) -> tuple[int, Outputs]:
-        """Classify: the version that answered and the signature's outputs. Blocking."""
-        return self._run_examples(ref, signature_name, batch, CLASSIFY_METHOD, "classification")
+                 batch: ExampleBatch) -> tuple[int, Classifications]:
+        """Classify: the version that answered and its classes and scores. Blocking."""
+        return self._run_examples(ref, signature_name, batch, CLASSIFY_METHOD, "classification",
+                                  classifications)
 
     def regress(self, ref: ModelRef, signature_name: str | None,
-                batch: ExampleBatch) -> tuple[int, Outputs]:
-        """Regress: the version that answered and the signature's outputs. Blocking."""
-        return self._run_examples(ref, signature_name, batch, REGRESS_METHOD, "regression")
+                batch: ExampleBatch) -> tuple[int, np.ndarray]:
+        """Regress: the version that answered and its values (float32 [N]). Blocking."""
+        return self._run_examples(ref, signature_name, batch, REGRESS_METHOD, "regression",
+                                  regressions)
 
     def record_request(self, model: str, version: int | None, api: str, code: Code,
                        seconds: float, entrypoint: str) -> None:

@@ -44,6 +44,7 @@ import numpy as np
 from ..core.servable import DEFAULT_SIGNATURE, Example, ExampleBatch, Feature, SignatureInfo
 from ..core.state import VersionStatus
 from ..core.status import Code, ServingError, invalid_argument
+from ..dataplane import Classifications
 from . import protos
 
 # numpy's limit on dimensions.
@@ -478,103 +479,52 @@ def input_to_batch(proto: Any, max_elements: int | None = None) -> ExampleBatch:
     return ExampleBatch(examples=examples, context=context)
 
 
-def _batch_matrix(arr: np.ndarray, name: str) -> np.ndarray:
-    if arr.ndim == 1:
-        return arr.reshape(-1, 1)
-    if arr.ndim != 2:
-        raise invalid_argument(
-            f"Expected {name} Tensor shape: [batch_size num_classes] but got {list(arr.shape)}")
-    return arr
-
-
-def _label(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview, np.bytes_)):
-        return bytes(value).decode("utf-8", "replace")
-    raise invalid_argument(
-        f"Expected classes Tensor of DT_STRING. Got an element of type {type(value).__name__}")
-
-
-def classification_result_into(result: Any, outputs: Mapping[str, Any],
+def classification_result_into(result: Any, classified: Classifications,
                                num_examples: int | None = None) -> None:
-    """Fill a ClassificationResult from ``classes`` (strings, [N, K]) and/or ``scores``
-    (numbers, [N, K]), as TF Serving's classifier and this server's REST answer do (a rank-1
-    tensor is [N, 1]). INVALID_ARGUMENT when neither is there, for other ranks, mismatched
-    shapes or dtypes, or N other than ``num_examples``."""
-    classes = outputs.get("classes")
-    scores = outputs.get("scores")
-    if classes is None and scores is None:
-        raise invalid_argument(
-            "Classification signature outputs must include 'classes' and/or 'scores'")
-    labels: list[list[str]] | None = None
-    values: list[list[float]] | None = None
-    shape: tuple[int, ...] | None = None
-    if classes is not None:
-        arr = _batch_matrix(np.asarray(classes), "classes")
-        if arr.dtype.kind not in "OSU":
-            raise invalid_argument(f"Expected classes Tensor of DT_STRING. Got: {arr.dtype}")
-        shape = arr.shape
-        labels = [[_label(v) for v in row] for row in arr.tolist()]
-    if scores is not None:
-        arr = _batch_matrix(np.asarray(scores), "scores")
-        if arr.dtype.kind not in "fiu":
-            raise invalid_argument(f"Expected scores Tensor of DT_FLOAT. Got: {arr.dtype}")
-        if shape is not None and arr.shape != shape:
-            raise invalid_argument(
-                "Tensors class and score should match in shape, but had "
-                f"{list(shape)} and {list(arr.shape)}")
-        shape = arr.shape
-        values = arr.astype(np.float32).tolist()
-    assert shape is not None
-    n, k = shape
-    if num_examples is not None and n != num_examples:
-        raise invalid_argument(
-            f"Input batch size did not match output batch size: {num_examples} vs. {n}")
+    """Fill a ClassificationResult from the data plane's classes and scores;
+    INVALID_ARGUMENT when their number of rows is not ``num_examples``."""
+    n, k = classified.num_examples, classified.num_classes
+    _check_batch_size(num_examples, n)
+    labels = classified.labels
+    scores = classified.scores.tolist() if classified.scores is not None else None
     for i in range(n):
         classifications = result.classifications.add()
         for j in range(k):
             item = classifications.classes.add()
             if labels is not None:
                 item.label = labels[i][j]
-            if values is not None:
-                item.score = values[i][j]
+            if scores is not None:
+                item.score = scores[i][j]
 
 
-def regression_result_into(result: Any, outputs: Mapping[str, Any],
+def regression_result_into(result: Any, values: np.ndarray,
                            num_examples: int | None = None) -> None:
-    """Fill a RegressionResult from ``outputs`` ([N] or [N, 1], numeric), as TF Serving's
-    regressor and this server's REST answer do."""
-    if "outputs" not in outputs:
-        raise invalid_argument("Regression signature outputs must include 'outputs'")
-    arr = np.asarray(outputs["outputs"])
-    if not (arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1)):
-        raise invalid_argument(
-            "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
-            f"{list(arr.shape)}")
-    if arr.dtype.kind not in "fiu":
-        raise invalid_argument(f"Expected output Tensor of DT_FLOAT. Got: {arr.dtype}")
-    flat = arr.reshape(-1).astype(np.float32)
-    if num_examples is not None and flat.size != num_examples:
-        raise invalid_argument(
-            f"Input batch size did not match output batch size: {num_examples} vs. {flat.size}")
-    for value in flat.tolist():
+    """Fill a RegressionResult from the data plane's values; INVALID_ARGUMENT when there are
+    not ``num_examples`` of them."""
+    _check_batch_size(num_examples, values.size)
+    for value in values.tolist():
         result.regressions.add().value = value
 
 
+def _check_batch_size(num_examples: int | None, n: int) -> None:
+    if num_examples is not None and n != num_examples:
+        raise invalid_argument(
+            f"Input batch size did not match output batch size: {num_examples} vs. {n}")
+
+
 def classify_response(name: str, version: int, signature_name: str,
-                      outputs: Mapping[str, Any], num_examples: int | None = None) -> Any:
+                      classified: Classifications, num_examples: int | None = None) -> Any:
     response = protos.load().classification_pb2.ClassificationResponse()
     fill_model_spec(response.model_spec, name, version, signature_name)
-    classification_result_into(response.result, outputs, num_examples)
+    classification_result_into(response.result, classified, num_examples)
     return response
 
 
 def regress_response(name: str, version: int, signature_name: str,
-                     outputs: Mapping[str, Any], num_examples: int | None = None) -> Any:
+                     values: np.ndarray, num_examples: int | None = None) -> Any:
     response = protos.load().regression_pb2.RegressionResponse()
     fill_model_spec(response.model_spec, name, version, signature_name)
-    regression_result_into(response.result, outputs, num_examples)
+    regression_result_into(response.result, values, num_examples)
     return response
 
 

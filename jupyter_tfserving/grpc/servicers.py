@@ -40,7 +40,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from ..core.servable import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD
-from ..core.status import Code, ServingError, invalid_argument, unimplemented
+from ..core.status import Code, ServingError, SignatureNotFound, invalid_argument, unimplemented
 from ..dataplane import ModelRef, PredictCall
 from ..service import ModelService
 from . import codec, protos
@@ -367,14 +367,10 @@ class PredictionServiceServicer(_PredictionServiceBase, _Servicer):
             run = self.dataplane.classify if classify else self.dataplane.regress
             try:
                 version, outputs = run(ref, signature_name or None, batch)
-            except ServingError as exc:
-                error = examples_error(exc)
-                if error.message.startswith("No signature was found with the name: "):
-                    error = ServingError(
-                        Code.INVALID_ARGUMENT,
-                        "Requested signature not found in model graph: "
-                        f"{signature_name or DEFAULT_SIGNATURE}")
-                    error.version = exc.version
+            except SignatureNotFound as exc:
+                error = invalid_argument("Requested signature not found in model graph: "
+                                         f"{exc.signature_name}")
+                error.version = exc.version
                 raise error from None
             ref = ModelRef(first.name, version)
             result = response.results.add()

@@ -21,7 +21,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from jupyter_server.auth.utils import HTTP_METHOD_TO_AUTH_ACTION
 from jupyter_server.base.handlers import APIHandler
@@ -30,7 +30,7 @@ from tornado import web
 from ..control_plane import ControlPlane
 from ..core.status import Code, ServingError
 from ..core.validation import parse_version
-from ..dataplane import DataPlane, ModelRef, Outputs, PredictCall
+from ..dataplane import DataPlane, ModelRef, PredictCall
 from ..service import ModelService
 from . import json_codec, v1
 from .errors import error_body, http_status
@@ -39,6 +39,7 @@ from .request_path import header_token_user, log_request
 if TYPE_CHECKING:
     from .routes import Route
 
+R = TypeVar("R")
 AUTH_RESOURCE = "tfserving"
 SERVICE_SETTING = "jupyter_tfserving.service"
 
@@ -316,15 +317,14 @@ class V1Handler(RoutedHandler):
             return v1.predict_answer(call.version, outputs, row_format)
         return await self.in_worker(v1.predict_answer, call.version, outputs, row_format)
 
-    def _examples(self, run: Callable[..., tuple[int, Outputs]],
-                  encode: Callable[[Outputs], bytes]
+    def _examples(self, run: Callable[..., tuple[int, R]], encode: Callable[[R], bytes]
                   ) -> Callable[[ModelRef, bytes], Awaitable[v1.Answer]]:
         limits = json_limits(self.service)
 
         def work(ref: ModelRef, body: bytes) -> v1.Answer:
             signature_name, batch = json_codec.parse_examples_request(body, **limits)
-            version, outputs = run(ref, signature_name, batch)
-            return v1.answer(version, lambda: encode(outputs))
+            version, result = run(ref, signature_name, batch)
+            return v1.answer(version, lambda: encode(result))
 
         return lambda ref, body: self.in_worker(work, ref, body)
 

@@ -64,6 +64,7 @@ import orjson
 from ..core.dtypes import FLOAT_DTYPES, INT_DTYPES, JSON_DTYPES
 from ..core.servable import Example, ExampleBatch, Feature, SignatureInfo
 from ..core.status import Code, ServingError, invalid_argument
+from ..dataplane import Classifications
 
 __all__ = [
     "DEFAULT_MAX_JSON_DEPTH",
@@ -829,46 +830,14 @@ def _parse_feature(name: str, content: Any) -> Feature | None:
     return Feature("bytes", out)
 
 
-def encode_classify_response(outputs: Mapping[str, np.ndarray]) -> bytes:
+def encode_classify_response(result: Classifications) -> bytes:
     """Write ``{"results": [[[label, score], ...], ...]}``: one list of (label, score) pairs per
-    example, from ``classes`` (strings, [N, K]) and/or ``scores`` (numbers, [N, K]).
-
-    Labels are ``""`` when there are no classes and scores ``0.0`` when there are no scores (the
-    proto defaults TF Serving writes). Rank-1 tensors are taken as [N, 1]. Scores are written as
-    float32, as TF Serving's ClassificationResult holds them; labels that are not valid UTF-8 get
-    U+FFFD replacements. Raises INVALID_ARGUMENT when neither tensor is present, for other ranks,
-    mismatched shapes or wrong dtypes.
-    """
-    classes = outputs.get("classes")
-    scores = outputs.get("scores")
-    if classes is None and scores is None:
-        raise invalid_argument(
-            "Classification signature outputs must include 'classes' and/or 'scores'"
-        )
-    labels: list[list[str]] | None = None
-    values: list[list[float]] | None = None
-    shape: tuple[int, ...] | None = None
-    if classes is not None:
-        arr = _batch_matrix(np.asarray(classes), "classes")
-        if arr.dtype.kind not in "OSU":
-            raise invalid_argument(f"Expected classes Tensor of DT_STRING. Got: {arr.dtype}")
-        shape = arr.shape
-        labels = [[_label(v) for v in row] for row in arr.tolist()]
-    if scores is not None:
-        arr = _batch_matrix(np.asarray(scores), "scores")
-        if arr.dtype.kind not in "fiu":
-            raise invalid_argument(f"Expected scores Tensor of DT_FLOAT. Got: {arr.dtype}")
-        if shape is not None and arr.shape != shape:
-            raise invalid_argument(
-                "Tensors class and score should match in shape, but had "
-                f"{list(shape)} and {list(arr.shape)}"
-            )
-        shape = arr.shape
-        values = _float_values(arr.astype(np.float32))
-    assert shape is not None
-    n, k = shape
-    label_rows = labels if labels is not None else [[""] * k for _ in range(n)]
-    score_rows = values if values is not None else [[0.0] * k for _ in range(n)]
+    example (``""`` / ``0.0`` where the signature has no classes / scores: the proto defaults
+    TF Serving writes); scores as float32, as TF Serving's ClassificationResult holds them."""
+    n, k = result.num_examples, result.num_classes
+    label_rows = result.labels if result.labels is not None else [[""] * k for _ in range(n)]
+    score_rows = (_float_values(result.scores) if result.scores is not None
+                  else [[0.0] * k for _ in range(n)])
     results = [
         [[label, score] for label, score in zip(label_row, score_row, strict=True)]
         for label_row, score_row in zip(label_rows, score_rows, strict=True)
@@ -876,40 +845,9 @@ def encode_classify_response(outputs: Mapping[str, np.ndarray]) -> bytes:
     return _dump({"results": results})
 
 
-def _batch_matrix(arr: np.ndarray, name: str) -> np.ndarray:
-    if arr.ndim == 1:
-        return arr.reshape(-1, 1)
-    if arr.ndim != 2:
-        raise invalid_argument(
-            f"Expected {name} Tensor shape: [batch_size num_classes] but got {list(arr.shape)}"
-        )
-    return arr
-
-
-def _label(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).decode("utf-8", "replace")
-    raise invalid_argument(f"Expected classes Tensor of DT_STRING. Got an element of type "
-                           f"{type(value).__name__}")
-
-
-def encode_regress_response(outputs: Mapping[str, np.ndarray]) -> bytes:
-    """Write ``{"results": [v, ...]}`` from the ``outputs`` tensor ([N] or [N, 1], numeric),
-    as float32 values (TF Serving's RegressionResult holds floats). INVALID_ARGUMENT when
-    ``outputs`` is missing or has another shape or dtype."""
-    if "outputs" not in outputs:
-        raise invalid_argument("Regression signature outputs must include 'outputs'")
-    arr = np.asarray(outputs["outputs"])
-    if not (arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1)):
-        raise invalid_argument(
-            "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
-            f"{list(arr.shape)}"
-        )
-    if arr.dtype.kind not in "fiu":
-        raise invalid_argument(f"Expected output Tensor of DT_FLOAT. Got: {arr.dtype}")
-    return _dump({"results": _float_values(arr.reshape(-1).astype(np.float32))})
+def encode_regress_response(values: np.ndarray) -> bytes:
+    """Write ``{"results": [v, ...]}`` from a regression's float32 values."""
+    return _dump({"results": _float_values(values)})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from jupyter_tfserving.core.servable import SignatureInfo, TensorInfo
 from jupyter_tfserving.core.state import ServableState, VersionStatus
 from jupyter_tfserving.core.status import Code, ServingError, SignatureNotFound
+from jupyter_tfserving.dataplane import classifications, regressions
 from jupyter_tfserving.grpc import codec, protos
 from jupyter_tfserving.grpc.codec import TensorError, array_to_tensor, tensor_to_array
 
@@ -251,19 +252,20 @@ def test_inputs_become_example_batches():
 
 
 def test_classification_and_regression_results():
-    response = codec.classify_response("m", 1, "c", {
-        "classes": np.array([[b"a", b"b"]], object), "scores": np.float32([[0.25, 0.75]])}, 1)
+    response = codec.classify_response("m", 1, "c", classifications({
+        "classes": np.array([[b"a", b"b"]], object), "scores": np.float32([[0.25, 0.75]])}), 1)
     classes = response.result.classifications[0].classes
     assert [(c.label, c.score) for c in classes] == [("a", 0.25), ("b", 0.75)]
-    response = codec.classify_response("m", 1, "c", {"scores": np.float32([3.0])})
+    response = codec.classify_response("m", 1, "c", classifications({"scores": np.float32([3.0])}))
     assert [(c.label, c.score) for c in response.result.classifications[0].classes] == [("", 3.0)]
-    with pytest.raises(ServingError, match="must include 'classes' and/or 'scores'"):
-        codec.classify_response("m", 1, "c", {"other": np.float32([1])})
-    response = codec.regress_response("m", 1, "r", {"outputs": np.float32([[3.0], [4.5]])}, 2)
+    with pytest.raises(ServingError, match="batch size did not match"):
+        codec.classify_response("m", 1, "c", classifications({"scores": np.float32([3.0])}), 2)
+    values = regressions({"outputs": np.float32([[3.0], [4.5]])})
+    response = codec.regress_response("m", 1, "r", values, 2)
     assert [r.value for r in response.result.regressions] == [3.0, 4.5]
     assert response.model_spec.signature_name == "r"
     with pytest.raises(ServingError, match="batch size did not match"):
-        codec.regress_response("m", 1, "r", {"outputs": np.float32([1.0])}, 2)
+        codec.regress_response("m", 1, "r", regressions({"outputs": np.float32([1.0])}), 2)
 
 
 def test_status_and_metadata_responses():

@@ -22,6 +22,7 @@ from jupyter_tfserving.core.servable import (
     TensorInfo,
 )
 from jupyter_tfserving.core.status import Code, ServingError
+from jupyter_tfserving.dataplane import classifications, regressions
 from jupyter_tfserving.rest.json_codec import (
     PredictRequest,
     decode_inputs,
@@ -32,6 +33,16 @@ from jupyter_tfserving.rest.json_codec import (
     parse_json_body,
     parse_predict_request,
 )
+
+
+def encode_classify(outputs: dict) -> bytes:
+    """A classify answer from a signature's outputs, checked by the data plane as it checks
+    them before the REST encoder writes them."""
+    return encode_classify_response(classifications(outputs))
+
+
+def encode_regress(outputs: dict) -> bytes:
+    return encode_regress_response(regressions(outputs))
 
 
 def sig(inputs: dict[str, str], outputs: dict[str, str] | None = None) -> SignatureInfo:
@@ -113,7 +124,7 @@ def test_readme_classify() -> None:
     assert name == "classify_x_to_y"
     assert batch == ExampleBatch(examples=[{"x": Feature("float", [2.0])}], context=None)
     scores = np.array([[3.0]], dtype=np.float32)
-    assert as_json(encode_classify_response({"scores": scores})) == {"results": [[["", 3.0]]]}
+    assert as_json(encode_classify({"scores": scores})) == {"results": [[["", 3.0]]]}
 
 
 def test_readme_regress() -> None:
@@ -123,7 +134,7 @@ def test_readme_regress() -> None:
     assert name == "regress_x_to_y"
     assert batch.examples == [{"x": Feature("float", [2.0])}]
     outputs = np.array([[3.0]], dtype=np.float32)
-    assert encode_regress_response({"outputs": outputs}) == b'{"results":[3.0]}'
+    assert encode_regress({"outputs": outputs}) == b'{"results":[3.0]}'
 
 
 def test_readme_empty_body() -> None:
@@ -698,45 +709,45 @@ def test_examples_nan_literal() -> None:
 def test_classify_answers() -> None:
     classes = np.array([[b"a", b"b"], [b"c", b"\xff"]], dtype=object)
     scores = np.array([[0.1, 0.9], [0.5, 0.25]], dtype=np.float32)
-    assert as_json(encode_classify_response({"classes": classes, "scores": scores})) == {
+    assert as_json(encode_classify({"classes": classes, "scores": scores})) == {
         "results": [[["a", 0.1], ["b", 0.9]], [["c", 0.5], ["\ufffd", 0.25]]]
     }
-    assert as_json(encode_classify_response({"classes": classes})) == {
+    assert as_json(encode_classify({"classes": classes})) == {
         "results": [[["a", 0.0], ["b", 0.0]], [["c", 0.0], ["\ufffd", 0.0]]]
     }
-    assert as_json(encode_classify_response({"scores": np.array([1.5, 2.5])})) == {
+    assert as_json(encode_classify({"scores": np.array([1.5, 2.5])})) == {
         "results": [[["", 1.5]], [["", 2.5]]]
     }
 
 
 def test_classify_errors() -> None:
-    assert "'classes' and/or 'scores'" in invalid(encode_classify_response, {"y": np.zeros(1)})
+    assert "'classes' and/or 'scores'" in invalid(encode_classify, {"y": np.zeros(1)})
     message = invalid(
-        encode_classify_response,
+        encode_classify,
         {"classes": np.array([[b"a"]], object), "scores": np.zeros((1, 2), np.float32)},
     )
     assert "should match in shape" in message
     assert "[batch_size num_classes]" in invalid(
-        encode_classify_response, {"scores": np.zeros((1, 1, 1))}
+        encode_classify, {"scores": np.zeros((1, 1, 1))}
     )
-    assert "DT_FLOAT" in invalid(encode_classify_response, {"scores": np.array([[b"a"]])})
-    assert "DT_STRING" in invalid(encode_classify_response, {"classes": np.zeros((1, 1))})
+    assert "DT_FLOAT" in invalid(encode_classify, {"scores": np.array([[b"a"]])})
+    assert "DT_STRING" in invalid(encode_classify, {"classes": np.zeros((1, 1))})
 
 
 def test_regress_answers() -> None:
-    assert encode_regress_response({"outputs": np.array([0.1, 2.0], np.float32)}) == (
+    assert encode_regress({"outputs": np.array([0.1, 2.0], np.float32)}) == (
         b'{"results":[0.1,2.0]}'
     )
-    assert encode_regress_response({"outputs": np.array([[0.1], [1 / 3]])}) == (
+    assert encode_regress({"outputs": np.array([[0.1], [1 / 3]])}) == (
         b'{"results":[0.1,0.33333334]}'
     )
 
 
 def test_regress_errors() -> None:
-    assert "'outputs'" in invalid(encode_regress_response, {"y": np.zeros(1)})
-    message = invalid(encode_regress_response, {"outputs": np.zeros((2, 2))})
+    assert "'outputs'" in invalid(encode_regress, {"y": np.zeros(1)})
+    message = invalid(encode_regress, {"outputs": np.zeros((2, 2))})
     assert "[batch_size] or [batch_size, 1] but got [2, 2]" in message
-    assert "DT_FLOAT" in invalid(encode_regress_response, {"outputs": np.array([b"a"])})
+    assert "DT_FLOAT" in invalid(encode_regress, {"outputs": np.array([b"a"])})
 
 
 # ------------------------------------------------------------------------------------------------
