@@ -1,8 +1,9 @@
 """Version archives: how a version directory travels from a kernel to the server (DESIGN §2).
 
-The kernel client packs a version directory with :func:`pack_directory`; the server's upload path
-(``admin.publish_version``) unpacks the uploaded bytes with :func:`unpack_version_archive` into an
-empty staging directory, then renames it into place (publishing stays atomic).
+The kernel client packs a version directory with :func:`pack_directory`; the server's upload
+path (``ControlPlane.publish_version``) unpacks the uploaded bytes with
+:func:`unpack_version_archive` into an empty staging directory, then renames it into place
+(publishing stays atomic).
 
 Unpacking trusts nothing in the archive. Every header is checked before anything is written, by
 tarfile's ``data`` extraction filter (PEP 706: devices, FIFOs, unknown types, paths that resolve

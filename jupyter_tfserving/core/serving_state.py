@@ -4,10 +4,10 @@ Per model: the canary weight, the previous ``stable`` version (what ``rollback``
 stays loaded), and the versions a user unloaded (kept on disk, never aspired until loaded
 again). Labels themselves live in ``models.config`` (DESIGN §2).
 
-Who calls: ``ModelService`` reads the file once at start; the management operations
-(``jupyter_tfserving.admin``) change it under their own lock and save it atomically (write a
-temporary file in the same directory, then rename), so a crash never leaves half a file. Plain
-stdlib: no Jupyter, no TensorFlow.
+Who calls: the control plane (``jupyter_tfserving.control_plane``) reads the file once at
+start, changes it under its lock and saves it atomically (write a temporary file in the same
+directory, then rename), so a crash never leaves half a file. Plain stdlib: no Jupyter, no
+TensorFlow.
 """
 
 from __future__ import annotations

@@ -486,6 +486,10 @@ async def test_management_answers_match_the_document(tfserving_config, rest,
     await check(rest, "POST", f"{api}/versions", b"", headers=GZIP, status=400)
     await check(rest, "POST", f"{api}/versions", b"not a tar archive", headers=GZIP,
                 status=400)
+    await check(rest, "POST", f"{api}/versions?rollout=sideways", archive, headers=GZIP,
+                status=400)
+    await check(rest, "POST", f"{api}/versions?rollout=canary&weight=x", archive,
+                headers=GZIP, status=400)
     await rest.wait_for(name, 2)
 
     # Canary, promote, rollback. The stable label keeps version 1 loaded beside 2.
@@ -508,7 +512,7 @@ async def test_management_answers_match_the_document(tfserving_config, rest,
     assert described["canary"] is None and described["traffic"] == {"2": 1.0}
     await check(rest, "POST", f"{api}:promote", status=400)  # no canary any more
     await check(rest, "POST", "/api/models/nope:promote", status=404)
-    # The old stable stays loaded for rollback (admin.promote's docstring).
+    # The old stable stays loaded for rollback (ControlPlane.promote's docstring).
     described = await check(rest, "GET", api, status=200)
     assert {v["version"]: v["state"] for v in described["versions"]}[1] == "AVAILABLE"
 
@@ -524,6 +528,12 @@ async def test_management_answers_match_the_document(tfserving_config, rest,
     described = await check(rest, "POST", f"{api}:rollback", status=200)
     assert described["labels"] == {"stable": 1} and described["canary"] is None
     assert described["traffic"] == {"1": 1.0}
+    # Promote names a version (serve() without a canary): it becomes stable directly.
+    await check(rest, "POST", f"{api}:promote", {"version": 99}, status=400)
+    described = await check(rest, "POST", f"{api}:promote", {"version": 2}, status=200)
+    assert described["labels"] == {"stable": 2} and described["previous_stable"] == 1
+    described = await check(rest, "POST", f"{api}:rollback", status=200)
+    assert described["labels"] == {"stable": 1} and described["previous_stable"] is None
 
     described = await check(rest, "DELETE", f"{api}/labels/stable", status=200)
     assert described["labels"] == {}
@@ -580,7 +590,7 @@ async def _stable_1_and_version_2(rest, publish, exported_models: Path) -> tuple
 
 async def test_label_removal_is_not_undone_by_the_repository_poller(rest, publish,
                                                                      exported_models: Path):
-    """admin.remove_label: the label is gone from the answer (and stays gone). Label
+    """ControlPlane.remove_label: the label is gone from the answer (and stays gone). Label
     operations right after one another must not race the poller applying the config file
     written by the previous one."""
     name, api = await _stable_1_and_version_2(rest, publish, exported_models)
@@ -613,7 +623,7 @@ async def test_label_removal_is_not_undone_by_the_repository_poller(rest, publis
 
 async def test_rollback_does_not_unload_the_version_it_rolls_back_to(rest, publish,
                                                                     exported_models: Path):
-    """admin.rollback: with no canary, the previous stable version (kept loaded since
+    """ControlPlane.rollback: with no canary, the previous stable version (kept loaded since
     :promote) becomes stable again and takes all the traffic. rollback clears the pin
     (previous_stable) in memory before it writes the new stable label to models.config; a
     repository scan in between must not see the old label without the pin and unload that
