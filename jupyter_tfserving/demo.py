@@ -75,6 +75,30 @@ def _get(url: str, token: str, data: bytes | None = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def _grpc_predict(port: int, token: str) -> str:
+    """The same three rows through TF Serving's gRPC Predict: the answer's ``y`` values."""
+    import grpc  # type: ignore[import-untyped]
+
+    from .grpc import protos
+
+    p = protos.load()
+    request = p.predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL_NAME
+    tensor = request.inputs["x"]
+    tensor.dtype = p.types_pb2.DT_FLOAT
+    tensor.tensor_shape.dim.add(size=3)
+    tensor.tensor_shape.dim.add(size=1)
+    tensor.float_val.extend([1.0, 2.0, 5.0])
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = p.prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        try:
+            answer = stub.Predict(request, timeout=30,
+                                  metadata=[("authorization", f"token {token}")])
+        except grpc.RpcError as exc:
+            return f"failed: {exc.code().name} {exc.details()}"
+    return f"y = {list(answer.outputs['y'].float_val)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-root", default="demo_models")
@@ -89,13 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         export_half_plus_two(base_path)
 
     port = args.port or _free_port()
+    grpc_port = _free_port()
     token = secrets.token_hex(24)
     server = subprocess.Popen(
         [
             sys.executable, "-m", "jupyter_tfserving",
             "--allow-root", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
             "--ServerApp.open_browser=False", f"--IdentityProvider.token={token}",
-            f"--TFServingApp.model_root={model_root}",
+            f"--TFServingApp.model_root={model_root}", f"--TFServingApp.grpc_port={grpc_port}",
         ],
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"},
     )
@@ -129,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  Jupyter: http://127.0.0.1:{port}/?token={token}")
         print(f"  try:    {curl}")
         print(f"  answer: {answer.decode()} (HTTP {status})")
+        print(f"  gRPC:   127.0.0.1:{grpc_port} (TF Serving's PredictionService, the token in "
+              f"'authorization' metadata): Predict {_grpc_predict(grpc_port, token)}")
         print("=" * 72 + "\nCtrl-C stops the server.\n", flush=True)
         if status != 200 or json.loads(answer) != {"predictions": [[2.5], [3.0], [4.5]]}:
             print("Unexpected answer from the server.", file=sys.stderr)

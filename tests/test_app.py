@@ -145,6 +145,7 @@ def test_demo_serves_and_answers(tmp_path):
     assert '{"predictions":' in out.stdout and "curl -H" in out.stdout
     curl = next(line for line in out.stdout.splitlines() if "try:" in line)
     assert "/tfserving/v1/models/half_plus_two:predict" in curl
+    assert "Predict y = [2.5, 3.0, 4.5]" in out.stdout  # the same rows over gRPC
 
 
 def test_batching_options_from_traits_file_and_per_model(tmp_path):
