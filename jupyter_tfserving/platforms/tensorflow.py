@@ -318,18 +318,14 @@ class SavedModelServable:
 
     def run_examples(self, signature_name: str, batch: ExampleBatch) -> dict[str, np.ndarray]:
         """Serialize ``batch`` as ``tf.train.Example``s and feed them to the signature's single
-        DT_STRING input; returns every output."""
+        input tensor by name; returns every output. As TF Serving, the graph decides, not the
+        dtype the signature declares (old TF1 exports declare DT_FLOAT for the string
+        ``tf_example:0`` placeholder); a tensor that cannot take strings is INVALID_ARGUMENT."""
         runnable = self._lookup(signature_name)
         info = self._signatures[signature_name]
         if len(info.inputs) != 1:
             raise ServingError(Code.INVALID_ARGUMENT, "Expected one input Tensor.")
-        (alias, tensor), = info.inputs.items()
-        if tensor.dtype != "DT_STRING":
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f"Signature '{signature_name}' input '{alias}' is {tensor.dtype}, not DT_STRING: "
-                "it does not take serialized tf.Examples",
-            )
+        (alias, _), = info.inputs.items()
         serialized = _serialize_examples(batch)
         return self._session_run(runnable, {runnable.feeds[alias]: serialized})
 

@@ -411,3 +411,42 @@ def test_close_then_run_fails(tmp_path: Path) -> None:
     with pytest.raises(ServingError) as err:
         servable.run("serving_default", _x([1.0]))
     assert err.value.code == Code.FAILED_PRECONDITION
+
+
+def test_examples_are_fed_by_tensor_name_whatever_dtype_the_signature_declares(
+        tmp_path: Path) -> None:
+    """Old TF1 exports declare DT_FLOAT for the ``tf_example:0`` placeholder that takes the
+    serialized tf.Examples; TF Serving feeds the tensor by name and follows the graph, so this
+    server does too. A graph whose input really is not a string still fails cleanly."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        serialized = v1.placeholder(tf.string, [None], name="tf_example")
+        parsed = tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([1], tf.float32)})
+        y = tf.identity(parsed["x"] * 0.5 + 2.0, name="y")
+        floats = v1.placeholder(tf.float32, [None, 1], name="floats")
+        inputs = v1.saved_model.utils.build_tensor_info(serialized)
+        inputs.dtype = tf.float32.as_datatype_enum  # what old exports declare
+        outputs = v1.saved_model.utils.build_tensor_info(y)
+        regress = v1.saved_model.signature_def_utils.build_signature_def(
+            {"inputs": inputs}, {"outputs": outputs}, "tensorflow/serving/regress")
+        wrong = v1.saved_model.signature_def_utils.build_signature_def(
+            {"inputs": v1.saved_model.utils.build_tensor_info(floats)},
+            {"outputs": v1.saved_model.utils.build_tensor_info(tf.identity(floats))},
+            "tensorflow/serving/regress")
+        with v1.Session(graph=graph) as session:
+            builder = v1.saved_model.Builder(str(tmp_path / "1"))
+            builder.add_meta_graph_and_variables(
+                session, ["serve"], signature_def_map={"serving_default": regress,
+                                                       "floats": wrong})
+            builder.save()
+    servable = _load(tmp_path / "1")
+    batch = ExampleBatch([{"x": Feature("float", [2.0])}, {"x": Feature("float", [6.0])}])
+    np.testing.assert_allclose(servable.run_examples("serving_default", batch)["outputs"],
+                               [[3.0], [5.0]])
+    with pytest.raises(ServingError) as err:
+        servable.run_examples("floats", batch)
+    assert err.value.code == Code.INVALID_ARGUMENT
+    servable.close()
