@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jupyter_server.auth.authorizer import Authorizer
-from traitlets import Bool, Unicode, default
+from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Config
 
 from . import __version__
@@ -317,6 +317,20 @@ class ModelServerApp(TFServingApp):
                           help="Also mount the extension's whole API under {url_prefix}.")
     prometheus_path = Unicode("", config=True,
                               help="Serve Prometheus metrics at this root path ('' none).")
+
+    initial_load_timeout_seconds = Float(
+        600.0, config=True,
+        help="How long start-up waits for the configured models to load before the ports open.")
+
+    def initialize_settings(self) -> None:
+        """As the extension, then wait for the initial models (each version AVAILABLE or
+        failed), as TF Serving's server does before it opens its gRPC and HTTP ports: a client
+        that connects as soon as the port answers finds the models there."""
+        super().initialize_settings()
+        assert self.service is not None
+        if not self.service.wait_loaded(self.initial_load_timeout_seconds):
+            self.log.warning("jupyter_tfserving: models still loading after %.0fs; serving "
+                             "anyway", self.initial_load_timeout_seconds)
 
     def initialize_handlers(self) -> None:
         if not self.rest_api:

@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .core.admission import Admission
 from .core.manager import Manager, ManagerOptions
 from .core.servable import Loader, LoadSpec
 from .core.state import ServableId, ServableState, VersionStatus
+from .core.status import ServingError
 from .dataplane import DataPlane, DataPlaneOptions
 from .metrics.prometheus import make_registry
 from .metrics.stats import ServingStats, VersionStatsJSON
@@ -201,6 +203,30 @@ class ModelService:
         self.control.start()
         self._started = True
         log.info("jupyter_tfserving: serving models from %s", self.model_root)
+
+    def wait_loaded(self, timeout: float) -> bool:
+        """Scan the repository now and block until no version is still loading (each is
+        AVAILABLE, or END with its error), as TF Serving's server waits for its initial
+        models before it opens its ports. False if ``timeout`` seconds pass first. For start-up
+        off the event loop (the command line); the extension itself never blocks on loads."""
+        deadline = time.monotonic() + timeout
+        self.control.reload()
+        pending = (ServableState.START, ServableState.LOADING)
+        for name in self.manager.model_names():
+            try:
+                statuses = self.manager.version_statuses(name)
+            except ServingError:
+                continue
+            for status in statuses:
+                if status.state not in pending:
+                    continue
+                try:
+                    self.manager.wait_for(name, status.version,
+                                          (ServableState.AVAILABLE, ServableState.END),
+                                          max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    return False
+        return True
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Stop serving without cutting off the requests in flight. Blocking; never call it on

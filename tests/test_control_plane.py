@@ -419,3 +419,31 @@ def test_a_thousand_versions_keep_the_statistics_bounded(model_root, tmp_path):
         assert report[1]["request_count"] == 1
     finally:
         service.stop(5)
+
+
+def test_wait_loaded_blocks_until_no_version_is_loading(model_root, tmp_path):
+    """The command line's start-up: the first scan, then every version AVAILABLE or END."""
+    import threading
+
+    factory = FakeLoaderFactory()
+    gate = threading.Event()
+    factory.script("demo", 1, gate=gate)
+    factory.script("broken", 1, failures=-1)
+    for name in ("demo", "broken"):
+        (model_root / name / "1").mkdir(parents=True)
+        (model_root / name / "1" / "saved_model.pb").write_bytes(b"graph")
+    service = ModelService(
+        ServiceOptions(model_root=str(model_root), file_system_poll_wait_seconds=0,
+                       manager=ManagerOptions(max_num_load_retries=0), batching=None),
+        loader_factory=factory)
+    service.start()
+    try:
+        assert service.wait_loaded(0.2) is False  # demo/1 is held LOADING
+        threading.Timer(0.2, gate.set).start()
+        assert service.wait_loaded(WAIT) is True
+        states = {name: service.manager.version_statuses(name)[0].state
+                  for name in ("demo", "broken")}
+        assert states == {"demo": ServableState.AVAILABLE, "broken": ServableState.END}
+    finally:
+        gate.set()
+        service.stop(5)
