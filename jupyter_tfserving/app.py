@@ -207,6 +207,15 @@ class TFServingApp(ExtensionApp):
         "about max_request_bytes / 2 values.",
     )
 
+    enable_signature_method_name_check = Bool(
+        True,
+        config=True,
+        help="Refuse classify and regress on a signature whose method_name is not classify / "
+        "regress (TF Serving's flag of the same name, off there by default so that native TF2 "
+        "signatures, all 'predict', can classify and regress; the command line follows TF "
+        "Serving).",
+    )
+
     grpc_port = Int(
         defaults.GRPC_PORT,
         config=True,
@@ -296,6 +305,7 @@ class TFServingApp(ExtensionApp):
             max_request_bytes=self.max_request_bytes,
             max_json_depth=self.max_json_depth,
             max_tensor_elements=self.max_tensor_elements,
+            signature_method_name_check=self.enable_signature_method_name_check,
             model_batching=self.model_batching_options(),
             manager=ManagerOptions(
                 max_num_load_retries=self.max_num_load_retries,

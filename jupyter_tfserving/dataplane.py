@@ -85,6 +85,10 @@ class DataPlaneOptions:
     # None turns batching off; per-model parameters replace it for their model.
     batching: BatchingParameters | None
     model_batching: Mapping[str, BatchingParameters]
+    # Refuse classify/regress on a signature whose method_name is not classify/regress (TF
+    # Serving's --enable_signature_method_name_check; off there, so native TF2 signatures,
+    # all "predict", can classify and regress).
+    signature_method_name_check: bool = True
 
 
 def is_batchable(signature: SignatureInfo, inputs: Mapping[str, np.ndarray]) -> bool:
@@ -304,7 +308,9 @@ class DataPlane:
                       method: str, what: str, result: Callable[[Outputs], T]) -> tuple[int, T]:
         with self.routed(ref) as handle:
             name = signature_name or DEFAULT_SIGNATURE
-            _check_method(_signature(handle, name), method, what)
+            signature = _signature(handle, name)
+            if self.options.signature_method_name_check:
+                _check_method(signature, method, what)
             return handle.id.version, result(handle.servable.run_examples(name, batch))
 
     def classify(self, ref: ModelRef, signature_name: str | None,

@@ -65,6 +65,7 @@ class ServiceOptions:
     max_request_bytes: int = defaults.MAX_REQUEST_BYTES
     max_json_depth: int = defaults.MAX_JSON_DEPTH
     max_tensor_elements: int = defaults.MAX_TENSOR_ELEMENTS
+    signature_method_name_check: bool = True
 
 
 def load_signing_key(path: str) -> bytes:
@@ -142,7 +143,7 @@ class ModelService:
         self.dataplane = DataPlane(
             self.manager, self.scheduler, self.executor, self.stats, self.admission,
             DataPlaneOptions(options.request_timeout_seconds, options.batching,
-                             options.model_batching))
+                             options.model_batching, options.signature_method_name_check))
         self.control = ControlPlane(self.manager, ControlPlaneOptions(
             model_root=self.model_root,
             model_config_file=options.model_config_file,
