@@ -39,12 +39,13 @@ def archive(tmp_path: Path, tag: str = "v") -> bytes:
     return pack_directory(str(version_dir(tmp_path, tag)))
 
 
-def make_service(model_root: Path, **options) -> ModelService:
+def make_service(model_root: Path, factory: FakeLoaderFactory | None = None,
+                 **options) -> ModelService:
     service = ModelService(
         ServiceOptions(model_root=str(model_root), file_system_poll_wait_seconds=0,
                        manager=ManagerOptions(max_num_load_retries=0), batching=None,
                        signing_key=b"k" * 32, **options),
-        loader_factory=FakeLoaderFactory(),
+        loader_factory=factory or FakeLoaderFactory(),
     )
     service.start()
     return service
@@ -357,11 +358,7 @@ def test_publish_with_rollout_canary_splits_traffic(service, tmp_path):
 def test_publish_rollout_of_a_version_that_fails_to_load_labels_nothing_new(
         model_root, tmp_path):
     factory = FakeLoaderFactory()
-    service = ModelService(
-        ServiceOptions(model_root=str(model_root), file_system_poll_wait_seconds=0,
-                       manager=ManagerOptions(max_num_load_retries=0), batching=None),
-        loader_factory=factory)
-    service.start()
+    service = make_service(model_root, factory)
     try:
         service.control.publish_version("demo", archive(tmp_path, "1"), rollout="stable")
         factory.script("demo", 2, failures=-1)
@@ -432,11 +429,7 @@ def test_wait_loaded_blocks_until_no_version_is_loading(model_root, tmp_path):
     for name in ("demo", "broken"):
         (model_root / name / "1").mkdir(parents=True)
         (model_root / name / "1" / "saved_model.pb").write_bytes(b"graph")
-    service = ModelService(
-        ServiceOptions(model_root=str(model_root), file_system_poll_wait_seconds=0,
-                       manager=ManagerOptions(max_num_load_retries=0), batching=None),
-        loader_factory=factory)
-    service.start()
+    service = make_service(model_root, factory)
     try:
         assert service.wait_loaded(0.2) is False  # demo/1 is held LOADING
         threading.Timer(0.2, gate.set).start()
