@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from benchmarks.run import Server
+
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / "benchmarks" / "results" / "mlserver-venv"
 # uvloop 0.22+ breaks MLServer 1.7.1's inference workers (parallel_workers >= 1, its default):
@@ -130,21 +132,12 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-class MLServer:
-    token = ""  # no Authorization header: MLServer has no token
+class MLServer(Server):
+    """A running ``mlserver start`` child: ``Server``'s port, base URL and log, with no token
+    (no Authorization header: MLServer has none) and its worker processes' CPU counted."""
 
     def __init__(self, proc: subprocess.Popen, port: int, log_path: Path) -> None:
-        self.proc, self.port, self.log_path = proc, port, log_path
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
+        super().__init__(proc, port, "", log_path)
 
     def pids(self) -> list[int]:
         """The main process and its descendants (inference workers), for CPU accounting."""
