@@ -169,7 +169,7 @@ class ModelService:
         if status.state is ServableState.END:
             try:
                 known = {s.version for s in self.manager.version_statuses(servable_id.name)}
-            except Exception:  # the model is gone altogether
+            except ServingError:  # NOT_FOUND: the model is gone altogether
                 known = set()
             self.stats.retain_versions(servable_id.name, known)
 
