@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, Union, default, validate
 
 from .batching import BatchingParameters, read_batching_parameters_file
 from .core import defaults
@@ -237,6 +237,13 @@ class TFServingApp(ExtensionApp):
         help="Largest gRPC message, received or sent, in bytes; larger ones fail with "
         "RESOURCE_EXHAUSTED (TF Serving allows 2 GiB).",
     )
+    grpc_channel_arguments = Dict(
+        value_trait=Union([Int(), Unicode()]),
+        config=True,
+        help="gRPC server channel arguments, e.g. {'grpc.max_connection_age_ms': 60000} "
+        "(TF Serving's --grpc_channel_arguments). They are applied after this server's own "
+        "(so they override the message size limits); gRPC ignores names it does not know.",
+    )
     grpc_tensor_content = Bool(
         False,
         config=True,
@@ -406,6 +413,7 @@ class TFServingApp(ExtensionApp):
             socket_path=self.grpc_socket_path,
             max_message_bytes=self.grpc_max_message_bytes,
             tensor_content=self.grpc_tensor_content,
+            channel_arguments=tuple(self.grpc_channel_arguments.items()),
             certfile=certfile,
             keyfile=keyfile,
             client_ca=(getattr(serverapp, "client_ca", "") or "") if certfile else "",

@@ -31,6 +31,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, TypedDict
@@ -709,6 +710,70 @@ class ControlPlane:
         self.reload()
         return {"config_file": self.config_path, "config_error": self.config_error,
                 **self.list_models()}
+
+    def replace_model_config(self, config_text: str, timeout: float | None) -> ReloadJSON:
+        """TF Serving's ``HandleReloadConfigRequest`` with a ``model_config_list``: from now
+        on serve exactly the models of ``config_text`` (a ModelServerConfig in text format).
+
+        The config is checked whole (INVALID_ARGUMENT, nothing changed, if it does not parse
+        or names a model badly), then written over the config file in force (the configured
+        one, else ``<model_root>/models.config``), so that a restart or a poll of the file
+        serves the same models; models it no longer lists are unloaded. Then, as TF Serving's
+        ``ServerCore::ReloadConfig``, wait until every listed model has settled (see
+        :meth:`wait_settled`): DEADLINE_EXCEEDED after ``timeout`` seconds (None: no
+        bound), and a model with nothing AVAILABLE and a failed load answers with that load's
+        error. Blocking."""
+        from .model_config import parse_config_proto
+
+        config = parse_config_proto(config_text)
+
+        def replace(current: ModelServerConfig) -> None:
+            current.Clear()
+            current.MergeFrom(config)
+
+        with self.lock:
+            config_file = self._config_file or self._make_config_file(
+                os.path.join(self.model_root, defaults.CONFIG_FILE_NAME))
+            specs = config_file.edit(replace)  # checked whole before anything is written
+            self._config_file = config_file
+        self.reload()
+        names = [spec.name for spec in specs]
+        if not self.wait_settled(names, timeout):
+            raise ServingError(Code.DEADLINE_EXCEEDED,
+                               "Timed out waiting for the reloaded models to load")
+        for name in names:
+            statuses = self._statuses(name)
+            if any(s.state is ServableState.AVAILABLE for s in statuses):
+                continue
+            failed = [s.error for s in statuses if s.error is not None]
+            if failed:
+                raise failed[-1]
+        return {"config_file": self.config_path, "config_error": self.config_error,
+                **self.list_models()}
+
+    def wait_settled(self, names: Sequence[str] | None, timeout: float | None) -> bool:
+        """Block until no version of the models ``names`` (None: every model) is still
+        loading: each is AVAILABLE, or END with its error. False if ``timeout`` seconds (None:
+        no bound) pass first. Call :meth:`reload` before, so the versions on disk are known.
+        Blocking."""
+        deadline = time.monotonic() + (threading.TIMEOUT_MAX / 2 if timeout is None
+                                       else timeout)
+        pending = (ServableState.START, ServableState.LOADING)
+        for name in (self._manager.model_names() if names is None else names):
+            try:
+                statuses = self._manager.version_statuses(name)
+            except ServingError:
+                continue
+            for status in statuses:
+                if status.state not in pending:
+                    continue
+                try:
+                    self._manager.wait_for(name, status.version,
+                                           (ServableState.AVAILABLE, ServableState.END),
+                                           max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    return False
+        return True
 
     def tfserving_config(self) -> TFServingConfigJSON:
         """A ModelServerConfig for ``tensorflow_model_server --model_config_file``, serving

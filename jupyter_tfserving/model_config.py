@@ -39,7 +39,7 @@ def parse_model_config(text: str, config_dir: str) -> list[ModelSpec]:
     as a whole. Raises INVALID_ARGUMENT with the parser's message for anything malformed,
     including ``custom_model_config`` (which only TF Serving's C++ build can interpret).
     """
-    config = _parse_proto(text)
+    config = parse_config_proto(text)
     which = config.WhichOneof("config")
     if which is None:
         return []
@@ -66,7 +66,9 @@ def parse_model_config(text: str, config_dir: str) -> list[ModelSpec]:
     return specs
 
 
-def _parse_proto(text: str) -> ModelServerConfig:
+def parse_config_proto(text: str) -> ModelServerConfig:
+    """The ModelServerConfig message of ``text`` (INVALID_ARGUMENT with the parser's
+    message if it does not parse)."""
     config = ModelServerConfig()
     try:
         text_format.Parse(text, config)
@@ -194,7 +196,7 @@ def edit_model_config(path: str, edit: Callable[[ModelServerConfig], None]) -> l
         text = ""
     except (OSError, UnicodeDecodeError) as exc:
         raise invalid_argument(f"Cannot read model config {path}: {exc}") from None
-    config = _parse_proto(text)
+    config = parse_config_proto(text)
     if config.WhichOneof("config") not in (None, "model_config_list"):
         raise invalid_argument(
             f"Invalid model config: {config.WhichOneof('config')} is not supported")

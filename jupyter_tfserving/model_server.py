@@ -85,8 +85,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("max_num_load_retries", int, 5, "Retries of a failed load."),
     Flag("load_retry_interval_micros", int, 60_000_000, "Microseconds between load retries."),
     Flag("ssl_config_file", str, "", "An SSLConfig text proto: TLS for gRPC (and, here, REST)."),
-    Flag("grpc_channel_arguments", str, "", "gRPC channel arguments, key=value,... "
-         "(accepted; not applied).", effect=False),
+    Flag("grpc_channel_arguments", str, "", "gRPC server channel arguments, key=value,... "
+         "(integer values as integers), e.g. grpc.max_connection_age_ms=60000."),
     Flag("enable_model_warmup", bool, True, "Warm models up (accepted).", effect=False),
     Flag("prefer_tflite_model", bool, False, "Prefer model.tflite (accepted).", effect=False),
     Flag("tensorflow_intra_op_parallelism", int, 0, "(accepted)", effect=False),
@@ -411,9 +411,6 @@ def plan(flags: dict[str, Any], workdir: str) -> Plan:
     if flags["rest_api_port"] and flags["rest_api_port"] == port:
         raise StartupError("--rest_api_port cannot be same as --port. Please use a "
                            "different port for HTTP/REST API.")
-    if flags["grpc_channel_arguments"]:
-        args = parse_grpc_channel_arguments(flags["grpc_channel_arguments"])
-        notes.append(f"gRPC channel arguments accepted but not applied: {args}")
     for flag in FLAGS:
         if not flag.effect and flags[flag.name] != flag.default:
             notes.append(f"--{flag.name} is accepted and has no effect here")
@@ -435,6 +432,7 @@ def plan(flags: dict[str, Any], workdir: str) -> Plan:
         "grpc_port": port if port else -1,
         "grpc_socket_path": flags["grpc_socket_path"],
         "grpc_max_message_bytes": 2**31 - 1,  # TF Serving's SetMaxMessageSize(kint32max)
+        "grpc_channel_arguments": parse_grpc_channel_arguments(flags["grpc_channel_arguments"]),
         "rest_api": bool(flags["rest_api_port"]),
         "management_api": not flags["no_auth"],
         "prometheus_path": prometheus_path(flags["monitoring_config_file"]),

@@ -18,7 +18,6 @@ import dataclasses
 import logging
 import os
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -210,24 +209,8 @@ class ModelService:
         AVAILABLE, or END with its error), as TF Serving's server waits for its initial
         models before it opens its ports. False if ``timeout`` seconds pass first. For start-up
         off the event loop (the command line); the extension itself never blocks on loads."""
-        deadline = time.monotonic() + timeout
         self.control.reload()
-        pending = (ServableState.START, ServableState.LOADING)
-        for name in self.manager.model_names():
-            try:
-                statuses = self.manager.version_statuses(name)
-            except ServingError:
-                continue
-            for status in statuses:
-                if status.state not in pending:
-                    continue
-                try:
-                    self.manager.wait_for(name, status.version,
-                                          (ServableState.AVAILABLE, ServableState.END),
-                                          max(0.0, deadline - time.monotonic()))
-                except TimeoutError:
-                    return False
-        return True
+        return self.control.wait_settled(None, timeout)
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Stop serving without cutting off the requests in flight. Blocking; never call it on

@@ -41,14 +41,16 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class GrpcServerOptions:
     """Where and how to listen. ``port``: 0 a free port, -1 no TCP port; ``socket_path``: a
-    Unix socket ("" none); ``certfile``/``keyfile``: TLS (both or neither); ``client_ca``: also
-    require client certificates signed by it."""
+    Unix socket ("" none); ``channel_arguments``: more gRPC server arguments, applied after
+    this server's own (TF Serving's ``--grpc_channel_arguments``); ``certfile``/``keyfile``:
+    TLS (both or neither); ``client_ca``: also require client certificates signed by it."""
 
     host: str = "localhost"
     port: int = defaults.GRPC_PORT
     socket_path: str = ""
     max_message_bytes: int = defaults.GRPC_MAX_MESSAGE_BYTES
     tensor_content: bool = False
+    channel_arguments: tuple[tuple[str, int | str], ...] = ()
     certfile: str = ""
     keyfile: str = ""
     client_ca: str = ""
@@ -134,11 +136,13 @@ class GrpcServer:
         """Bind and start serving (OSError when an address cannot be bound)."""
         options = self.options
         limit = options.max_message_bytes
-        server = grpc.aio.server(options=[
-            ("grpc.so_reuseport", 0),
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-        ])
+        arguments: dict[str, int | str] = {
+            "grpc.so_reuseport": 0,
+            "grpc.max_receive_message_length": limit,
+            "grpc.max_send_message_length": limit,
+        }
+        arguments.update(options.channel_arguments)
+        server = grpc.aio.server(options=list(arguments.items()))
         grpc_options = GrpcOptions(tensor_content=options.tensor_content)
         servicers = (PredictionServiceServicer(self.service, self.auth, grpc_options),
                      ModelServiceServicer(self.service, self.auth, grpc_options))

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 import grpc  # type: ignore[import-untyped]
 import numpy as np
+from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
 from ..core.servable import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD
@@ -441,17 +442,19 @@ class ModelServiceServicer(_ModelServiceBase, _Servicer):
     async def handle_reload_config_request(self, request: Any, context: Any) -> Answer:
         return await self.serve(
             context, "/tensorflow.serving.ModelService/HandleReloadConfigRequest", WRITE, None,
-            lambda: "", lambda: self.in_worker(self._reload, request))
+            lambda: "", lambda: self.in_worker(self._reload, request, self._timeout(context)))
 
-    def _reload(self, request: Any) -> Answer:
+    def _reload(self, request: Any, timeout: float | None) -> Answer:
         """An empty ``config``: re-read the server's config file and rescan the repository
-        (this server's ``POST P/api/config:reload``). A ``model_config_list``: not supported
-        yet (UNIMPLEMENTED); any other config: INVALID_ARGUMENT, as TF Serving."""
+        (this server's ``POST P/api/config:reload``). A ``model_config_list``: serve exactly
+        those models from now on (:meth:`ControlPlane.replace_model_config`: the config file
+        is rewritten, and the call returns once the models have loaded, or with the error of
+        one that failed). Any other config: INVALID_ARGUMENT, as TF Serving."""
         kind = request.config.WhichOneof("config")
         if kind == "model_config_list":
-            raise unimplemented(
-                "HandleReloadConfigRequest with a model_config_list is not supported by this "
-                "server yet: edit its models.config, then send an empty config to reload it")
+            text = text_format.MessageToString(request.config)
+            self.service.control.replace_model_config(text, timeout)
+            return Answer(_p.model_management_pb2.ReloadConfigResponse())
         if kind is not None:
             raise invalid_argument(
                 "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "

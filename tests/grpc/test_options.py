@@ -68,6 +68,12 @@ def port_taken(tmp_path: Path) -> tuple[dict, dict]:
     return {"grpc_port": port}, {}
 
 
+def small_messages(tmp_path: Path) -> tuple[dict, dict]:
+    options, server = socket_only(tmp_path)
+    return {"model_config_file": options["model_config_file"],
+            "grpc_channel_arguments": {"grpc.max_receive_message_length": 256}}, server
+
+
 def grpc_off(tmp_path: Path) -> tuple[dict, dict]:
     return {"grpc_port": -1}, {}
 
@@ -112,6 +118,27 @@ async def test_tensor_content_answers_on_a_unix_socket_only(jp_serverapp, rest,
     assert tf.make_ndarray(response.outputs["y"]).tolist() == [[2.5], [4.5]]
     await app._stop_grpc()
     assert not Path(app.grpc_socket_path).exists()
+
+
+@pytest.mark.parametrize("server_options", [small_messages], indirect=True)
+async def test_channel_arguments_take_effect(jp_serverapp, rest, grpc_client_factory):
+    """``grpc_channel_arguments`` (TF Serving's ``--grpc_channel_arguments``) reach the
+    server, after its own: here they lower the message limit below the trait's."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    server = await started_grpc(jp_serverapp)
+    client = grpc_client_factory(server.target, jp_serverapp.identity_provider.token)
+    await rest.wait_for("default", 123)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "default"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([[1.0]]))
+    response = await client.call(client.prediction.Predict, request)
+    assert tf.make_ndarray(response.outputs["y"]).tolist() == [[2.5]]
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([[1.0]] * 100))
+    refused = await client.call(client.prediction.Predict, request)
+    assert isinstance(refused, grpc.RpcError)
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 @pytest.mark.parametrize("server_options", [tls_read_only], indirect=True)

@@ -369,3 +369,44 @@ async def test_tf_serving_clients_work_against_a_notebook_server(
     await asyncio.get_running_loop().run_in_executor(None, tfserving_magic, "status default")
     assert f"gRPC: {server.target}" in capsys.readouterr().out
     reset_connection()
+
+    # ---- HandleReloadConfigRequest with a model_config_list: serve exactly those models.
+    from tensorflow_serving.config import model_server_config_pb2
+
+    def reload_request(*entries: tuple[str, str]):
+        config = model_server_config_pb2.ModelServerConfig()
+        for name, directory in entries:
+            config.model_config_list.config.add(
+                name=name, base_path=str(TESTDATA / directory), model_platform="tensorflow")
+        return model_management_pb2.ReloadConfigRequest(config=config)
+
+    config_file = Path(extension_app(jp_serverapp).model_config_file)
+    before = config_file.read_text()
+    bad = reload_request(("bad name!", "saved_model_half_plus_three"))
+    code, message = await error_of(client.model.HandleReloadConfigRequest, bad)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "bad name!" in message
+    assert config_file.read_text() == before  # nothing changed
+    response = await client.call(client.model.HandleReloadConfigRequest, reload_request(
+        ("default", "saved_model_half_plus_two_cpu"),
+        ("three", "saved_model_half_plus_three")))
+    assert not isinstance(response, grpc.RpcError), response
+    # Answered once the new model is loaded, as TF Serving's ReloadConfig waits for it.
+    three = predict_pb2.PredictRequest(model_spec={"name": "three"})
+    three.inputs["x"].CopyFrom(tf.make_tensor_proto([[1.0]], dtype=tf.float32))
+    response = await client.call(client.prediction.Predict, three)
+    assert tf.make_ndarray(response.outputs["y"]).tolist() == [[3.5]]  # 1.0 / 2 + 3
+    assert '"three"' in config_file.read_text() and '"two"' not in config_file.read_text()
+    status = get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "two"})
+    for _ in range(100):  # "two" is no longer configured: it is unloaded
+        result = await client.call(client.model.GetModelStatus, status)
+        if isinstance(result, grpc.RpcError) or all(
+                v.state == v.END for v in result.model_version_status):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"model two is still served: {result}")
+    # A model whose load fails answers with the load's error.
+    response = await client.call(client.model.HandleReloadConfigRequest, reload_request(
+        ("default", "saved_model_half_plus_two_cpu"), ("broken", "bad_half_plus_two")))
+    assert isinstance(response, grpc.RpcError), response
+    assert response.code() != grpc.StatusCode.OK
