@@ -237,6 +237,12 @@ class TFServingApp(ExtensionApp):
         help="Largest gRPC message, received or sent, in bytes; larger ones fail with "
         "RESOURCE_EXHAUSTED (TF Serving allows 2 GiB).",
     )
+    prefer_tflite_model = Bool(
+        False,
+        config=True,
+        help="Serve a version directory's model.tflite, when it has one, with TensorFlow "
+        "Lite's interpreter instead of its SavedModel (TF Serving's --prefer_tflite_model).",
+    )
     grpc_channel_arguments = Dict(
         value_trait=Union([Int(), Unicode()]),
         config=True,
@@ -313,6 +319,7 @@ class TFServingApp(ExtensionApp):
             max_json_depth=self.max_json_depth,
             max_tensor_elements=self.max_tensor_elements,
             signature_method_name_check=self.enable_signature_method_name_check,
+            prefer_tflite_model=self.prefer_tflite_model,
             model_batching=self.model_batching_options(),
             manager=ManagerOptions(
                 max_num_load_retries=self.max_num_load_retries,

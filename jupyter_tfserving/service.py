@@ -65,6 +65,8 @@ class ServiceOptions:
     max_json_depth: int = defaults.MAX_JSON_DEPTH
     max_tensor_elements: int = defaults.MAX_TENSOR_ELEMENTS
     signature_method_name_check: bool = True
+    # Serve a version's model.tflite, when it has one, instead of its SavedModel.
+    prefer_tflite_model: bool = False
 
 
 def load_signing_key(path: str) -> bytes:
@@ -123,6 +125,9 @@ class ModelService:
         def make_loader(servable_id: ServableId, spec: LoadSpec) -> Loader:
             if key is not None and spec.platform == "python":
                 spec = dataclasses.replace(spec, extra={**spec.extra, "signing_key": key})
+            elif options.prefer_tflite_model and spec.platform == "tensorflow":
+                spec = dataclasses.replace(spec, extra={**spec.extra,
+                                                        "prefer_tflite_model": True})
             return factory(servable_id, spec)
 
         self.manager = Manager(make_loader, options.manager)

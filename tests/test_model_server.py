@@ -157,8 +157,11 @@ def test_flags_become_traits(tmp_path: Path) -> None:
     plan = _plan(tmp_path, "--model_base_path=/m", "--port=0", "--grpc_socket_path=/tmp/s",
                  "--enable_batching", "--rest_api_timeout_in_ms=1234",
                  "--max_num_load_retries=2", "--file_system_poll_wait_seconds=3",
-                 "--allow_version_labels_for_unavailable_models")
+                 "--allow_version_labels_for_unavailable_models", "--prefer_tflite_model",
+                 "--grpc_channel_arguments=grpc.max_connection_age_ms=2000,grpc.x=y")
     app, server = plan.config.ModelServerApp, plan.config.ServerApp
+    assert app.prefer_tflite_model is True
+    assert app.grpc_channel_arguments == {"grpc.max_connection_age_ms": 2000, "grpc.x": "y"}
     assert app.grpc_port == -1 and app.grpc_socket_path == "/tmp/s"
     assert app.enable_batching is True
     assert app.rest_api_timeout_in_ms == 1234

@@ -45,7 +45,7 @@ LoaderFactory = Callable[[Any, LoadSpec], Loader]
 def _tensorflow_factory(servable_id: Any, spec: LoadSpec) -> Loader:
     from .tensorflow import SavedModelLoader
 
-    return SavedModelLoader(spec.path)
+    return SavedModelLoader(spec.path, bool(spec.extra.get("prefer_tflite_model", False)))
 
 
 def _python_factory(servable_id: Any, spec: LoadSpec) -> Loader:

@@ -1,5 +1,8 @@
 """The ``tensorflow`` platform: SavedModels loaded the way TensorFlow Serving loads them.
 
+With ``prefer_tflite_model`` (TF Serving's flag), a version directory holding a ``model.tflite``
+is served from it instead (:mod:`.tflite`).
+
 Every SavedModel -- TF1 graphs with reference variables, TF2 exports from ``tf.saved_model.save``
 and Keras 3 ``model.export`` alike -- is imported into its own ``tf.Graph`` and run in a TF1-style
 ``tf.compat.v1.Session`` (TF Serving's ``LoadSavedModel`` + ``Session::Run``). One code path covers
@@ -33,7 +36,7 @@ from ..core.servable import (
 from ..core.status import Code, ServingError, SignatureNotFound
 
 if TYPE_CHECKING:  # pragma: no cover
-    from tensorflow.core.protobuf import meta_graph_pb2
+    from .tflite import TfLiteServable
 
 __all__ = ["SavedModelLoader", "SavedModelServable", "configure_tensorflow"]
 
@@ -136,8 +139,18 @@ def _runnable(name: str, sig: Any) -> _RunnableSignature:
     )
 
 
-def _metadata(meta_graph: meta_graph_pb2.MetaGraphDef) -> dict[str, Any]:
-    """TF Serving's GetModelMetadata ``metadata`` member, as parsed JSON.
+def signature_info(sig: Any) -> SignatureInfo:
+    """A ``tensorflow.SignatureDef`` proto -> core SignatureInfo (also for TF Lite's)."""
+    return SignatureInfo(
+        inputs={a: _tensor_info(i) for a, i in sig.inputs.items()},
+        outputs={a: _tensor_info(i) for a, i in sig.outputs.items()},
+        method_name=sig.method_name,
+    )
+
+
+def signature_metadata(signature_defs: Mapping[str, Any]) -> dict[str, Any]:
+    """TF Serving's GetModelMetadata ``metadata`` member for these SignatureDefs, as parsed
+    JSON.
 
     TF Serving packs the signature map into a ``SignatureDefMap`` inside an ``Any`` keyed
     ``signature_def`` and prints it with field names preserved and default-valued fields
@@ -147,7 +160,7 @@ def _metadata(meta_graph: meta_graph_pb2.MetaGraphDef) -> dict[str, Any]:
     from tensorflow_serving.apis import get_model_metadata_pb2
 
     sig_map = get_model_metadata_pb2.SignatureDefMap()
-    for key, sig in meta_graph.signature_def.items():
+    for key, sig in signature_defs.items():
         sig_map.signature_def[key].CopyFrom(sig)
     try:
         as_dict = json_format.MessageToDict(
@@ -214,7 +227,7 @@ class SavedModelServable:
         self.path = path
         self._session = session
         self._closed = False
-        self._metadata = _metadata(meta_graph)
+        self._metadata = signature_metadata(meta_graph.signature_def)
         self._signatures: dict[str, SignatureInfo] = {}
         self._runnable: dict[str, _RunnableSignature] = {}
         self._callables: dict[tuple[int, tuple[str, ...]], Any] = {}
@@ -222,11 +235,7 @@ class SavedModelServable:
         for name, sig in meta_graph.signature_def.items():
             if name == INIT_OP_SIGNATURE_KEY:
                 continue
-            self._signatures[name] = SignatureInfo(
-                inputs={a: _tensor_info(i) for a, i in sig.inputs.items()},
-                outputs={a: _tensor_info(i) for a, i in sig.outputs.items()},
-                method_name=sig.method_name,
-            )
+            self._signatures[name] = signature_info(sig)
             self._runnable[name] = _runnable(name, sig)
 
     def signatures(self) -> Mapping[str, SignatureInfo]:
@@ -351,8 +360,9 @@ class SavedModelLoader:
     name the path.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, prefer_tflite_model: bool = False) -> None:
         self.path = str(path)
+        self.prefer_tflite_model = prefer_tflite_model
 
     def _session_config(self) -> Any:
         import tensorflow as tf
@@ -361,17 +371,23 @@ class SavedModelLoader:
         config.gpu_options.allow_growth = True
         return config
 
-    def load(self) -> SavedModelServable:
+    def load(self) -> SavedModelServable | TfLiteServable:
+        from .tflite import TfLiteLoader, has_tflite_model
+
+        if self.prefer_tflite_model and has_tflite_model(self.path):
+            return TfLiteLoader(self.path).load()
         configure_tensorflow()
         import tensorflow as tf
 
         path = self.path
         if not os.path.isdir(path) or not tf.saved_model.contains_saved_model(path):
             # bad_half_plus_two is a legacy SessionBundle export (export.meta): not a SavedModel.
+            hint = (" (it has a model.tflite: serve it with prefer_tflite_model)"
+                    if has_tflite_model(path) else "")
             raise ServingError(
                 Code.NOT_FOUND,
                 "Could not find SavedModel .pb or .pbtxt at supplied export directory path: "
-                f"{path}",
+                f"{path}{hint}",
             )
         session = tf.compat.v1.Session(graph=tf.Graph(), config=self._session_config())
         try:

@@ -662,7 +662,7 @@ def test_metadata_matches_the_tensorflow_platform(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow_serving.apis.get_model_metadata_pb2")
     from tensorflow.core.protobuf import meta_graph_pb2
 
-    from jupyter_tfserving.platforms.tensorflow import _metadata
+    from jupyter_tfserving.platforms.tensorflow import signature_metadata
 
     signature = {
         "inputs": {
@@ -687,7 +687,7 @@ def test_metadata_matches_the_tensorflow_platform(tmp_path: Path) -> None:
 
     actual = _load(_publish(tmp_path, lambda x, s: x, signature)).metadata()
 
-    assert json.dumps(actual, sort_keys=True) == json.dumps(_metadata(meta_graph), sort_keys=True)
+    assert json.dumps(actual, sort_keys=True) == json.dumps(signature_metadata(meta_graph.signature_def), sort_keys=True)
 
 
 # --- read_platform and imports --------------------------------------------------------------------
