@@ -243,6 +243,13 @@ class TFServingApp(ExtensionApp):
         help="Serve a version directory's model.tflite, when it has one, with TensorFlow "
         "Lite's interpreter instead of its SavedModel (TF Serving's --prefer_tflite_model).",
     )
+    grpc_profiler = Bool(
+        True,
+        config=True,
+        help="Serve TensorFlow's profiler service (tensorflow.ProfilerService, what "
+        "TensorBoard's 'Capture profile' calls) on the gRPC port, as TF Serving does; behind "
+        "the login like every method (it writes the profile where the caller asks).",
+    )
     grpc_channel_arguments = Dict(
         value_trait=Union([Int(), Unicode()]),
         config=True,
@@ -421,6 +428,7 @@ class TFServingApp(ExtensionApp):
             max_message_bytes=self.grpc_max_message_bytes,
             tensor_content=self.grpc_tensor_content,
             channel_arguments=tuple(self.grpc_channel_arguments.items()),
+            profiler=self.grpc_profiler,
             certfile=certfile,
             keyfile=keyfile,
             client_ca=(getattr(serverapp, "client_ca", "") or "") if certfile else "",

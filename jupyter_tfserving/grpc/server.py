@@ -6,6 +6,8 @@ before the model service stops. It serves:
 
 - ``tensorflow.serving.PredictionService`` and ``tensorflow.serving.ModelService``
   (:mod:`.servicers`), behind the Jupyter login and authorizer (:mod:`.auth`);
+- TensorFlow's profiler service (``tensorflow.ProfilerService``, :mod:`.profiler`), as TF
+  Serving serves it on its gRPC port, behind the same login;
 - the standard health service (``grpc.health.v1.Health``: SERVING for ``""`` and both TF
   Serving services while running, NOT_SERVING once stopping) and server reflection, so
   ``grpcurl`` works; neither needs a token.
@@ -33,6 +35,8 @@ from ..core import defaults
 from ..service import ModelService
 from . import protos
 from .auth import GrpcAuth
+from .profiler import SERVICE as PROFILER_SERVICE
+from .profiler import ProfilerServicer
 from .servicers import GrpcOptions, ModelServiceServicer, PredictionServiceServicer
 
 log = logging.getLogger(__name__)
@@ -42,7 +46,8 @@ log = logging.getLogger(__name__)
 class GrpcServerOptions:
     """Where and how to listen. ``port``: 0 a free port, -1 no TCP port; ``socket_path``: a
     Unix socket ("" none); ``channel_arguments``: more gRPC server arguments, applied after
-    this server's own (TF Serving's ``--grpc_channel_arguments``); ``certfile``/``keyfile``:
+    this server's own (TF Serving's ``--grpc_channel_arguments``); ``profiler``: serve
+    TensorFlow's profiler service (:mod:`.profiler`); ``certfile``/``keyfile``:
     TLS (both or neither); ``client_ca``: also require client certificates signed by it."""
 
     host: str = "localhost"
@@ -51,6 +56,7 @@ class GrpcServerOptions:
     max_message_bytes: int = defaults.GRPC_MAX_MESSAGE_BYTES
     tensor_content: bool = False
     channel_arguments: tuple[tuple[str, int | str], ...] = ()
+    profiler: bool = True
     certfile: str = ""
     keyfile: str = ""
     client_ca: str = ""
@@ -152,6 +158,10 @@ class GrpcServer:
                 (grpc.method_handlers_generic_handler(servicer.SERVICE, handlers),))
             if hasattr(server, "add_registered_method_handlers"):
                 server.add_registered_method_handlers(servicer.SERVICE, handlers)
+        if options.profiler:
+            profiler = ProfilerServicer(self.auth)
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+                PROFILER_SERVICE, profiler.method_handlers()),))
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

@@ -687,7 +687,8 @@ def test_metadata_matches_the_tensorflow_platform(tmp_path: Path) -> None:
 
     actual = _load(_publish(tmp_path, lambda x, s: x, signature)).metadata()
 
-    assert json.dumps(actual, sort_keys=True) == json.dumps(signature_metadata(meta_graph.signature_def), sort_keys=True)
+    expected = signature_metadata(meta_graph.signature_def)
+    assert json.dumps(actual, sort_keys=True) == json.dumps(expected, sort_keys=True)
 
 
 # --- read_platform and imports --------------------------------------------------------------------
