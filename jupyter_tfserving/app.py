@@ -395,14 +395,17 @@ class TFServingApp(ExtensionApp):
         assert self.service is not None
         await self._start_grpc(serverapp)
         self._publish_environment(serverapp)
-        url = url_path_join(serverapp.connection_url, self.api_prefix, "v1", "models")
         self.log.info(
             "jupyter_tfserving: REST API at %s (models from %s%s)",
-            url,
+            self.rest_url(serverapp),
             self.service.model_root,
             f", config {self.service.control.config_path}" if self.service.control.config_path
             else "",
         )
+
+    def rest_url(self, serverapp: Any) -> str:
+        """Where TF Serving's REST API is served (the start-up log says it)."""
+        return str(url_path_join(serverapp.connection_url, self.api_prefix, "v1", "models"))
 
     async def _start_grpc(self, serverapp: Any) -> None:
         """Start the gRPC services on the running loop (unless grpc_port is -1 and there is

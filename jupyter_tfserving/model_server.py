@@ -349,15 +349,13 @@ class ModelServerApp(TFServingApp):
         if self.management_api:
             super().initialize_handlers()
 
-    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        await super()._start_jupyter_server_extension(serverapp)
-        if self.rest_api:
-            from jupyter_server.utils import url_path_join
+    def rest_url(self, serverapp: Any) -> str:
+        """TF Serving's REST API is at the root here (``/v1/models``), or nowhere."""
+        if not self.rest_api:
+            return "nowhere (--rest_api_port=0)"
+        from jupyter_server.utils import url_path_join
 
-            self.log.info("%s: TF Serving's REST API at %s", PROG,
-                          url_path_join(serverapp.connection_url, "v1", "models"))
-        else:
-            self.log.info("%s: no REST API (--rest_api_port=0)", PROG)
+        return str(url_path_join(serverapp.connection_url, "v1", "models"))
 
     @default("default_url")
     def _model_server_default_url(self) -> str:

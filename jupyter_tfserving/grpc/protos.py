@@ -114,12 +114,13 @@ def _imported(name: str) -> bool:
                                               "_initializing", False)
 
 
-def _package_root(top: str) -> str:
-    """The directory of top-level package ``top``, found without importing it."""
+def _package_roots(top: str) -> list[str]:
+    """The directories of top-level package ``top`` (a namespace package, or one whose
+    ``__path__`` spans several, has more than one), found without importing it."""
     spec = importlib.util.find_spec(top)
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(f"{top} is not installed")
-    return list(spec.submodule_search_locations)[0]
+    return list(spec.submodule_search_locations)
 
 
 _PRIVATE_TOPS = ("tensorflow", "tensorflow_serving")
@@ -131,7 +132,7 @@ class _PrivateLoader:
     by :meth:`_import` to other private modules."""
 
     def __init__(self) -> None:
-        self.roots = {top: _package_root(top) for top in _PRIVATE_TOPS}
+        self.roots = {top: _package_roots(top) for top in _PRIVATE_TOPS}
         self.modules: dict[str, types.ModuleType] = {}
         self.packages: dict[str, types.ModuleType] = {}
         self.builtins = {**vars(builtins), "__import__": self._import}
@@ -147,7 +148,8 @@ class _PrivateLoader:
         if name.startswith("tensorflow_serving.") and _imported(name):
             return sys.modules[name]
         top, *rest = name.split(".")
-        path = os.path.join(self.roots[top], *rest) + ".py"
+        candidates = [os.path.join(root, *rest) + ".py" for root in self.roots[top]]
+        path = next((p for p in candidates if os.path.isfile(p)), candidates[0])
         with open(path, encoding="utf-8") as f:
             code = compile(f.read(), path, "exec")
         module = types.ModuleType(name)
