@@ -308,7 +308,11 @@ class DataPlane:
                       method: str, what: str, result: Callable[[Outputs], T]) -> tuple[int, T]:
         with self.routed(ref) as handle:
             name = signature_name or DEFAULT_SIGNATURE
-            signature = _signature(handle, name)
+            try:
+                signature = _signature(handle, name)
+            except SignatureNotFound:
+                raise SignatureNotFound(
+                    name, f"No signature was found with the name: {name}") from None
             if self.options.signature_method_name_check:
                 _check_method(signature, method, what)
             return handle.id.version, result(handle.servable.run_examples(name, batch))

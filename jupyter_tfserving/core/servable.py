@@ -40,11 +40,13 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class SignatureInfo:
-    """A signature: named inputs and outputs, and TF Serving's method name."""
+    """A signature: named inputs and outputs, TF Serving's method name, and the inputs that
+    have a default value (TF2 signatures' ``defaults``: a request may leave them out)."""
 
     inputs: Mapping[str, TensorInfo]
     outputs: Mapping[str, TensorInfo]
     method_name: str = PREDICT_METHOD
+    defaults: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

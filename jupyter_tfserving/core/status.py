@@ -63,11 +63,12 @@ def unimplemented(message: str) -> ServingError:
 
 
 class SignatureNotFound(ServingError):
-    """A request named a signature the servable does not have. Raised by the data plane and
-    the platforms with REST's wording (TF Serving's JSON decoder, INVALID_ARGUMENT); a front
-    end whose TF Serving counterpart words it otherwise (gRPC) maps it by type."""
+    """A request named a signature the servable does not have (INVALID_ARGUMENT). Predict's
+    default words are REST's (TF Serving's JSON decoder); classify and regress word it as TF
+    Serving's classifier and regressor do, on both front ends (``message``); a front end whose
+    TF Serving counterpart words it otherwise (gRPC Predict) maps it by type."""
 
-    def __init__(self, signature_name: str) -> None:
-        super().__init__(Code.INVALID_ARGUMENT,
+    def __init__(self, signature_name: str, message: str | None = None) -> None:
+        super().__init__(Code.INVALID_ARGUMENT, message or
                          f'Serving signature name: "{signature_name}" not found in signature def')
         self.signature_name = signature_name

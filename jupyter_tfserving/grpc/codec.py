@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..core.servable import DEFAULT_SIGNATURE, Example, ExampleBatch, Feature, SignatureInfo
+from ..core.signature_inputs import check_request_inputs
 from ..core.state import VersionStatus
 from ..core.status import Code, ServingError, invalid_argument
 from ..dataplane import Classifications
@@ -340,17 +341,13 @@ def array_to_tensor(value: Any, *, tensor_content: bool = False, name: str = "")
 def decode_inputs(inputs: Mapping[str, Any], signature: SignatureInfo,
                   max_elements: int | None = None) -> dict[str, np.ndarray]:
     """A PredictRequest's ``inputs`` as arrays for ``signature`` (TF Serving's
-    ``PreProcessPrediction``): every alias must be one of the signature's inputs, every tensor
-    must decode, with the dtype the signature declares; all of them together hold at most
-    ``max_elements`` elements. Inputs the request leaves out are the servable's to refuse (or
-    to default). Raises ServingError."""
-    expected = ",".join(sorted(signature.inputs))
+    ``PreProcessPrediction``): the aliases must be the signature's inputs, those with defaults
+    may be left out (:func:`~jupyter_tfserving.core.signature_inputs.check_request_inputs`);
+    every tensor must decode, with the dtype the signature declares; all of them together hold
+    at most ``max_elements`` elements. Raises ServingError."""
+    check_request_inputs(inputs.keys(), signature)
     total = 0
     for alias in sorted(inputs):
-        if alias not in signature.inputs:
-            raise invalid_argument(
-                f"input tensor alias not found in signature: {alias}. Inputs expected to be in "
-                f"the set {{{expected}}}.")
         try:
             total += tensor_shape(inputs[alias], max_elements)[1]
         except TensorError as exc:
@@ -568,7 +565,9 @@ def metadata_response(name: str, version: int, metadata: Mapping[str, Any]) -> A
 
 def status_response(statuses: Iterable[VersionStatus]) -> Any:
     """A GetModelStatusResponse listing ``statuses`` (TF Serving's state numbers; the error
-    code and message of a failed load)."""
+    code and message of a failed load). Every version has its ``status``, an OK one too, as
+    TF Serving's ``AddModelVersionStatusToResponse`` sets it (REST's JSON of the same answer
+    shows ``"status": {"error_code": "OK", "error_message": ""}``)."""
     p = protos.load()
     response = p.get_model_status_pb2.GetModelStatusResponse()
     state_value = p.get_model_status_pb2.ModelVersionStatus.State.Value
@@ -576,6 +575,7 @@ def status_response(statuses: Iterable[VersionStatus]) -> Any:
         entry = response.model_version_status.add()
         entry.version = status.version
         entry.state = state_value(status.state.value)
+        entry.status.SetInParent()
         if status.error is not None:
             entry.status.error_code = int(status.error.code)
             entry.status.error_message = status.error.message

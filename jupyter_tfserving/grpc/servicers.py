@@ -46,7 +46,7 @@ from ..dataplane import ModelRef, PredictCall
 from ..service import ModelService
 from . import codec, protos
 from .auth import READ, WRITE, GrpcAuth
-from .status import examples_error, grpc_code, grpc_message, predict_error
+from .status import grpc_code, grpc_message, predict_error
 
 log = logging.getLogger(__name__)
 
@@ -319,10 +319,7 @@ class PredictionServiceServicer(_PredictionServiceBase, _Servicer):
         signature_name = request.model_spec.signature_name
         batch = codec.input_to_batch(request.input, self.max_elements)
         run = self.dataplane.classify if method == CLASSIFY_METHOD else self.dataplane.regress
-        try:
-            version, outputs = run(ref, signature_name or None, batch)
-        except ServingError as exc:
-            raise examples_error(exc) from None
+        version, outputs = run(ref, signature_name or None, batch)
         encode = codec.classify_response if method == CLASSIFY_METHOD else codec.regress_response
         try:
             message = encode(ref.name, version, signature_name, outputs, len(batch.examples))

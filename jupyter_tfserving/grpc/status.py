@@ -40,15 +40,6 @@ def predict_error(exc: ServingError) -> ServingError:
     return exc
 
 
-def examples_error(exc: ServingError) -> ServingError:
-    """A classify/regress error as TF Serving's gRPC Classify/Regress reports it (an unknown
-    signature stays INVALID_ARGUMENT there, in the classifier's words)."""
-    if isinstance(exc, SignatureNotFound):
-        return _reworded(exc, Code.INVALID_ARGUMENT,
-                         f"No signature was found with the name: {exc.signature_name}")
-    return exc
-
-
 def _reworded(exc: ServingError, code: Code, message: str) -> ServingError:
     error = ServingError(code, message)
     error.version = exc.version

@@ -145,6 +145,7 @@ def signature_info(sig: Any) -> SignatureInfo:
         inputs={a: _tensor_info(i) for a, i in sig.inputs.items()},
         outputs={a: _tensor_info(i) for a, i in sig.outputs.items()},
         method_name=sig.method_name,
+        defaults=frozenset(sig.defaults),
     )
 
 

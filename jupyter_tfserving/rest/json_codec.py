@@ -63,6 +63,7 @@ import orjson
 
 from ..core.dtypes import FLOAT_DTYPES, INT_DTYPES, JSON_DTYPES
 from ..core.servable import Example, ExampleBatch, Feature, SignatureInfo
+from ..core.signature_inputs import input_size_mismatch
 from ..core.status import Code, ServingError, invalid_argument
 from ..dataplane import Classifications
 
@@ -367,7 +368,7 @@ def _decode_instances(
         if set(item) != expected:
             raise invalid_argument(
                 f"Failed to process element: {i} of '{_INSTANCES_KEY}' list. "
-                + _input_mismatch_message(item.keys(), input_names)
+                + input_size_mismatch(item.keys(), input_names)
             )
     return {
         name: _decode_instances_column([item[name] for item in instances], name, signature)
@@ -399,7 +400,7 @@ def _decode_columnar(
         name = input_names[0]
         return {name: _decode_columnar_value(payload, name, signature)}
     if set(payload) != set(input_names):
-        raise invalid_argument(_input_mismatch_message(payload.keys(), input_names))
+        raise invalid_argument(input_size_mismatch(payload.keys(), input_names))
     return {name: _decode_columnar_value(payload[name], name, signature) for name in input_names}
 
 
@@ -410,17 +411,6 @@ def _decode_columnar_value(value: Any, name: str, signature: SignatureInfo) -> n
         raise ServingError(
             e.code, f"Failed to process '{_INPUTS_KEY}' for input: {name}. Error: {e.message}"
         ) from None
-
-
-def _input_mismatch_message(sent: Any, required: Any) -> str:
-    sent_set = set(sent)
-    required_set = set(required)
-    return (
-        f"input size does not match signature: {len(sent_set)}!={len(required_set)} "
-        f"len({{{','.join(sorted(sent_set))}}}) != len({{{','.join(sorted(required_set))}}}). "
-        f"Sent extra: {{{','.join(sorted(sent_set - required_set))}}}. "
-        f"Missing but required: {{{','.join(sorted(required_set - sent_set))}}}."
-    )
 
 
 def _is_b64_object(value: Any) -> bool:

@@ -188,13 +188,25 @@ def test_decode_inputs_checks_aliases_dtypes_and_the_total():
     s = array_to_tensor(np.array([b"a"], object))
     out = codec.decode_inputs({"x": x, "s": s}, SIG, 10)
     assert out["x"].tolist() == [1.0, 2.0] and out["s"].tolist() == [b"a"]
-    with pytest.raises(ServingError, match=r"input tensor alias not found in signature: q\. "
-                                           r"Inputs expected to be in the set \{s,x\}\."):
+    # TF Serving's Predict: the size first, then each alias (TensorFlow's GetInputValues).
+    with pytest.raises(ServingError, match=r"input size does not match signature: 1!=2 "
+                                           r"len\(\{q\}\) != len\(\{s,x\}\)\. Sent extra: "
+                                           r"\{q\}\. Missing but required: \{s,x\}\."):
         codec.decode_inputs({"q": x}, SIG)
+    with pytest.raises(ServingError, match=r"^Signature input alias: x\(feed name: \) not found "
+                                           r"in request and no default value provided\. Inputs "
+                                           r"expected to be in the request \{q,s\}, or default "
+                                           r"input alias set: $"):
+        codec.decode_inputs({"q": x, "s": s}, SIG)
+    with_default = SignatureInfo(SIG.inputs, SIG.outputs, defaults=frozenset({"s"}))
+    assert codec.decode_inputs({"x": x}, with_default)["x"].tolist() == [1.0, 2.0]
+    with pytest.raises(ServingError, match=r"^Inputs contains invalid name\. Used request "
+                                           r"inputs: x, request input: q,x$"):
+        codec.decode_inputs({"x": x, "q": x}, with_default)
     with pytest.raises(ServingError, match="Expects arg x to be float but double is provided"):
-        codec.decode_inputs({"x": array_to_tensor(np.float64([1]))}, SIG)
+        codec.decode_inputs({"x": array_to_tensor(np.float64([1]))}, with_default)
     with pytest.raises(ServingError, match="tensor parsing error: x: .*negative"):
-        codec.decode_inputs({"x": _proto("DT_FLOAT", [-1])}, SIG)
+        codec.decode_inputs({"x": _proto("DT_FLOAT", [-1])}, with_default)
     with pytest.raises(ServingError, match="hold 3 elements, more than .* limit of 2"):
         codec.decode_inputs({"x": x, "s": s}, SIG, 2)
 

@@ -164,7 +164,8 @@ async def test_tf_serving_clients_work_against_a_notebook_server(
     bad.inputs["z"].CopyFrom(tf.make_tensor_proto([1.0]))
     code, details = await error_of(client.prediction.Predict, bad)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert details.startswith("input tensor alias not found in signature: z")
+    assert details == ("input size does not match signature: 2!=1 len({x,z}) != len({x}). "
+                       "Sent extra: {z}. Missing but required: {}.")
     bad = predict_pb2.PredictRequest()
     bad.model_spec.name = "default"
     bad.inputs["x"].CopyFrom(tf.make_tensor_proto([[1.0]]))
