@@ -21,7 +21,7 @@ from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, Union, 
 from .batching import BatchingParameters, read_batching_parameters_file
 from .core import defaults
 from .core.manager import ManagerOptions
-from .rest.handlers import SERVICE_SETTING
+from .rest.handlers import GRPC_TARGET_SETTING, SERVICE_SETTING
 from .rest.request_path import drop_unwritten_debug
 from .rest.routes import api_handlers
 from .service import ModelService, ServiceOptions, load_signing_key
@@ -446,6 +446,7 @@ class TFServingApp(ExtensionApp):
             await server.stop(0)
             return
         self.grpc_server = server
+        serverapp.web_app.settings[GRPC_TARGET_SETTING] = server.target
         self.log.info("jupyter_tfserving: gRPC (tensorflow.serving.PredictionService, "
                       "ModelService) at %s%s", server.target, " with TLS" if server.secure
                       else "")
@@ -470,6 +471,8 @@ class TFServingApp(ExtensionApp):
 
     async def _stop_grpc(self) -> None:
         server, self.grpc_server = self.grpc_server, None
+        if self.serverapp is not None:
+            self.serverapp.web_app.settings.pop(GRPC_TARGET_SETTING, None)
         if server is not None:
             await server.stop()
         path, self._grpc_runtime_file = self._grpc_runtime_file, None

@@ -107,6 +107,7 @@ class ModelStatsJSON(TypedDict):
 
 class StatsJSON(TypedDict):
     models: list[ModelStatsJSON]
+    grpc_target: str | None
 
 
 class ModelService:
@@ -185,9 +186,10 @@ class ModelService:
             for version, count in self.manager.refcounts(name).items()
         }
 
-    def stats_report(self) -> StatsJSON:
+    def stats_report(self, grpc_target: str | None = None) -> StatsJSON:
         """``GET P/api/stats``: per model and version, state, labels, in-flight handles,
-        requests, errors and latency (p50/p99 and buckets, microseconds), for the dashboard."""
+        requests, errors and latency (p50/p99 and buckets, microseconds), for the dashboard
+        and the side panel; ``grpc_target``: where the front end serves gRPC, if it does."""
         snapshot = self.stats.snapshot()
         in_flight = self.in_flight()
         models: list[ModelStatsJSON] = []
@@ -199,7 +201,7 @@ class ModelService:
             } for status in info.statuses]
             models.append({"name": info.name, "labels": dict(sorted(info.labels.items())),
                            "versions": versions})
-        return {"models": models}
+        return {"models": models, "grpc_target": grpc_target}
 
     def start(self) -> None:
         """Create the repository directory if needed and start polling it."""

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 AUTH_RESOURCE = "tfserving"
 SERVICE_SETTING = "jupyter_tfserving.service"
+# The gRPC target clients on the server's machine use, while gRPC is served (``/api/stats``).
+GRPC_TARGET_SETTING = "jupyter_tfserving.grpc_target"
 
 # Predict bodies and answers at most this large are (de)serialised on the IOLoop: ~0.1 ms of
 # JSON, less than handing them to a worker thread and back.

@@ -23,7 +23,7 @@ from tornado import web
 
 from ..core.status import ServingError, invalid_argument
 from ..core.validation import check_canary_weight, parse_version
-from .handlers import RoutedHandler, json_limits
+from .handlers import GRPC_TARGET_SETTING, RoutedHandler, json_limits
 from .json_codec import parse_json_body
 
 
@@ -67,7 +67,7 @@ class ManagementHandler(RoutedHandler):
         self.finish(body, set_content_type=CONTENT_TYPE_LATEST)
 
     async def stats(self) -> None:
-        await self.answer(self.service.stats_report)
+        await self.answer(self.service.stats_report, self.settings.get(GRPC_TARGET_SETTING))
 
     async def openapi(self) -> None:
         self.send_json(openapi_document())

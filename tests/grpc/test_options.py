@@ -189,3 +189,5 @@ async def test_no_grpc_when_the_port_is_taken_or_off(jp_serverapp, rest, caplog)
         assert "gRPC is not served" in caplog.text
     code, _, _ = await rest.call("/v1/models")  # REST serves on
     assert code == 200
+    code, report, _ = await rest.call("/api/stats")
+    assert code == 200 and report["grpc_target"] is None

@@ -301,6 +301,8 @@ async def test_tf_serving_clients_work_against_a_notebook_server(
     # ---- Metrics and per-version statistics count gRPC requests with their entrypoint.
     code, text, _ = await rest.call("/monitoring/prometheus/metrics")
     assert code == 200 and 'entrypoint="GRPC"' in text
+    code, report, _ = await rest.call("/api/stats")  # the side panel shows the target
+    assert code == 200 and report["grpc_target"] == server.target
     stats = extension_app(jp_serverapp).service.stats
     assert ("default", "predict", "GRPC") in stats.request_latency
     assert stats.versions[("two", 124)].request_count >= 2
