@@ -64,6 +64,8 @@ INLINE_MESSAGE_BYTES = 16 * 1024
 INLINE_ANSWER_VALUES = 1024
 
 ENTRYPOINT = "GRPC"
+# asyncio.timeout (Python 3.11+) bounds an await without wait_for's extra task per call.
+_timeout_context: Any = getattr(asyncio, "timeout", None)
 # The size of the request message being served, set by the raw-bytes method handlers.
 _message_size: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "jupyter_tfserving_grpc_message_size", default=None)
@@ -132,6 +134,9 @@ class _Servicer:
 
     async def _settle(self, work: Awaitable[T], timeout: float | None, method: str) -> T:
         try:
+            if _timeout_context is not None:  # no task per call, as wait_for makes
+                async with _timeout_context(timeout):
+                    return await work
             return await asyncio.wait_for(work, timeout)
         except asyncio.TimeoutError:
             raise ServingError(Code.DEADLINE_EXCEEDED, DEADLINE_MESSAGE) from None
