@@ -26,6 +26,7 @@ import os
 import resource
 import sys
 import time
+from typing import Any
 
 
 def proc_cpu_seconds(pid: int) -> float | None:
@@ -70,6 +71,49 @@ class Window:
     def __init__(self, start: float, end: float) -> None:
         self.start = start
         self.end = end
+
+
+# (wall clock, this process's CPU seconds, the server's CPU seconds or None) at one instant.
+Mark = tuple[float, float, float | None]
+
+
+async def window_marks(window: Window, server_pids: list[int] | None) -> tuple[Mark, Mark]:
+    """The marks at the start and at the end of the measured window (sleeps until each)."""
+    def mark() -> Mark:
+        return (time.perf_counter(), self_cpu_seconds(), pids_cpu_seconds(server_pids or []))
+
+    await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
+    start = mark()
+    await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
+    return start, mark()
+
+
+def window_report(concurrency: int, marks: tuple[Mark, Mark], latencies: list[float],
+                  statuses: dict[str, int], ok: int, errors: list[str]) -> dict[str, Any]:
+    """What both load generators report of one measured window: requests, statuses, rate,
+    latency quantiles (ms) and the CPU the client and the server used over it."""
+    (t0, c0, s0), (t1, c1, s1) = marks
+    wall = t1 - t0
+    latencies.sort()
+    server_cpu = (s1 - s0) if s0 is not None and s1 is not None else None
+    return {
+        "concurrency": concurrency,
+        "duration_s": wall,
+        "requests": len(latencies),
+        "ok": ok,
+        "statuses": dict(sorted(statuses.items())),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "req_per_s": ok / wall if wall > 0 else 0.0,
+        "p50_ms": (percentile(latencies, 0.50) or 0) * 1e3,
+        "p90_ms": (percentile(latencies, 0.90) or 0) * 1e3,
+        "p99_ms": (percentile(latencies, 0.99) or 0) * 1e3,
+        "max_ms": (latencies[-1] if latencies else 0) * 1e3,
+        "client_cpu_s": c1 - c0,
+        "client_cpu_frac": (c1 - c0) / wall if wall > 0 else None,
+        "server_cpu_s": server_cpu,
+        "server_cpu_frac": server_cpu / wall if server_cpu is not None and wall > 0 else None,
+    }
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -144,42 +188,16 @@ async def run_load(host: str, port: int, path: str, token: str, body: bytes, con
     errors: list[str] = []
     first_body: list[bytes] = []
 
-    async def marks() -> tuple[tuple, tuple]:
-        await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
-        a = (time.perf_counter(), self_cpu_seconds(), pids_cpu_seconds(server_pids or []))
-        await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
-        b = (time.perf_counter(), self_cpu_seconds(), pids_cpu_seconds(server_pids or []))
-        return a, b
-
-    mark_task = asyncio.create_task(marks())
+    mark_task = asyncio.create_task(window_marks(window, server_pids))
     await asyncio.gather(*(
         _connection(host, port, request, window, latencies, statuses, errors, first_body)
         for _ in range(concurrency)
     ))
-    (t0, c0, s0), (t1, c1, s1) = await mark_task
-    wall = t1 - t0
-    latencies.sort()
-    ok = statuses.get(200, 0)
-    return {
-        "concurrency": concurrency,
-        "duration_s": wall,
-        "requests": len(latencies),
-        "ok": ok,
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "errors": len(errors),
-        "first_errors": errors[:3],
-        "req_per_s": ok / wall if wall > 0 else 0.0,
-        "p50_ms": (percentile(latencies, 0.50) or 0) * 1e3,
-        "p90_ms": (percentile(latencies, 0.90) or 0) * 1e3,
-        "p99_ms": (percentile(latencies, 0.99) or 0) * 1e3,
-        "max_ms": (latencies[-1] if latencies else 0) * 1e3,
-        "client_cpu_s": c1 - c0,
-        "client_cpu_frac": (c1 - c0) / wall if wall > 0 else None,
-        "server_cpu_s": (s1 - s0) if s0 is not None and s1 is not None else None,
-        "server_cpu_frac": ((s1 - s0) / wall) if s0 is not None and s1 is not None and wall > 0
-        else None,
-        "sample_answer": first_body[0].decode("utf-8", "replace") if first_body else None,
-    }
+    report = window_report(concurrency, await mark_task, latencies,
+                           {str(k): v for k, v in statuses.items()}, statuses.get(200, 0), errors)
+    report["sample_answer"] = (first_body[0].decode("utf-8", "replace") if first_body
+                               else None)
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,12 @@ project's own environment. ``mlserver(...)`` writes a tiny custom runtime servin
 loopback ports (HTTP, gRPC, metrics) and yields a handle whose ``pids()`` are the processes to
 charge CPU to (the main process and, with ``parallel_workers`` > 0, its inference workers).
 The load generator then drives its REST v2 endpoint ``POST /v2/models/half_plus_two/infer``
-with :data:`V2_BODY`, the Open Inference Protocol's equivalent of ``{"instances": [[1.0]]}``.
+with :data:`V2_BODY`, the Open Inference Protocol's equivalent of ``{"instances": [[1.0]]}``,
+or (the ``grpc`` scenario) its gRPC V2 endpoint :data:`GRPC_METHOD` with the bytes of
+:func:`grpc_infer_body`: a ``ModelInferRequest`` serialised in the MLServer venv with MLServer's
+own ``mlserver.grpc.dataplane_pb2``, the input in ``raw_input_contents`` (the V2 protocol's
+counterpart of a TensorProto's ``tensor_content``; MLServer then answers in
+``raw_output_contents`` too). :func:`grpc_decode_answer` reads an answer back, there too.
 
 Set-up by hand: ``.venv/bin/python -m benchmarks.mlserver_bench --setup``.
 """
@@ -41,6 +46,32 @@ MODEL = "half_plus_two"
 INFER_PATH = f"/v2/models/{MODEL}/infer"
 V2_BODY = (b'{"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", '
            b'"data": [1.0]}]}')
+GRPC_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+
+# Run by the MLServer venv's python: "request" writes a serialised ModelInferRequest for x =
+# [[1.0]] (FP32, raw_input_contents) to stdout; "decode" reads a serialised ModelInferResponse
+# on stdin and prints its outputs as JSON ({name: [values]}, raw contents unpacked).
+_PB_SCRIPT = f'''\
+import json, sys
+import numpy as np
+from mlserver.grpc import dataplane_pb2 as pb
+
+if sys.argv[1] == "request":
+    request = pb.ModelInferRequest(model_name="{MODEL}", inputs=[
+        pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=[1, 1])])
+    request.raw_input_contents.append(np.array([[1.0]], dtype="<f4").tobytes())
+    sys.stdout.buffer.write(request.SerializeToString())
+else:
+    response = pb.ModelInferResponse.FromString(sys.stdin.buffer.read())
+    out = {{}}
+    for i, tensor in enumerate(response.outputs):
+        if response.raw_output_contents:
+            values = np.frombuffer(response.raw_output_contents[i], dtype="<f4").tolist()
+        else:
+            values = list(tensor.contents.fp32_contents or tensor.contents.fp64_contents)
+        out[tensor.name] = values
+    print(json.dumps(out))
+'''
 
 RUNTIME = '''\
 """y = 0.5 x + 2 as an MLServer custom runtime (written by benchmarks/mlserver_bench.py)."""
@@ -97,6 +128,36 @@ def version() -> str:
     return out.stdout.strip() or f"unknown ({out.stderr.strip()[-200:]})"
 
 
+def _venv_env(python: Path) -> dict[str, str]:
+    """This environment for the MLServer venv's programs: none of the project's paths."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _run_pb_script(mode: str, stdin: bytes = b"") -> bytes:
+    python = ensure_venv()
+    proc = subprocess.run([str(python), "-c", _PB_SCRIPT, mode], input=stdin,
+                          env=_venv_env(python), capture_output=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"mlserver venv: {mode} failed ({proc.returncode}):\n"
+                           f"{proc.stderr.decode(errors='replace')[-3000:]}")
+    return proc.stdout
+
+
+def grpc_infer_body() -> bytes:
+    """A serialised V2 ``ModelInferRequest`` for :data:`MODEL` with x = [[1.0]] (FP32, in
+    ``raw_input_contents``), made once by MLServer's own generated module in its venv."""
+    return _run_pb_script("request")
+
+
+def grpc_decode_answer(raw: bytes) -> dict[str, list[float]]:
+    """The outputs of a serialised ``ModelInferResponse``, {name: flat values} (decoded in the
+    MLServer venv)."""
+    out: dict[str, list[float]] = json.loads(_run_pb_script("decode", raw))
+    return out
+
+
 def write_model_dir(folder: Path, http_port: int, grpc_port: int, metrics_port: int,
                     parallel_workers: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
@@ -133,11 +194,13 @@ def process_tree(pid: int) -> list[int]:
 
 
 class MLServer(Server):
-    """A running ``mlserver start`` child: ``Server``'s port, base URL and log, with no token
-    (no Authorization header: MLServer has none) and its worker processes' CPU counted."""
+    """A running ``mlserver start`` child: ``Server``'s port, base URL, gRPC target and log,
+    with no token (no Authorization header or metadata: MLServer has none) and its worker
+    processes' CPU counted."""
 
-    def __init__(self, proc: subprocess.Popen, port: int, log_path: Path) -> None:
-        super().__init__(proc, port, "", log_path)
+    def __init__(self, proc: subprocess.Popen, port: int, log_path: Path,
+                 grpc_port: int | None = None) -> None:
+        super().__init__(proc, port, "", log_path, grpc_port)
 
     def pids(self) -> list[int]:
         """The main process and its descendants (inference workers), for CPU accounting."""
@@ -177,13 +240,12 @@ def mlserver(workdir: Path, ports: tuple[int, int, int], parallel_workers: int =
     folder = workdir / f"mlserver-{ports[0]}"
     write_model_dir(folder, *ports, parallel_workers)
     log_path = workdir / f"mlserver-{ports[0]}.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
+    env = _venv_env(python)
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen([str(python.parent / "mlserver"), "start", str(folder)],
                                 cwd=folder, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    srv = MLServer(proc, ports[0], log_path)
+    srv = MLServer(proc, ports[0], log_path, ports[1])
     try:
         yield srv
     finally:
