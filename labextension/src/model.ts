@@ -1,0 +1,1178 @@
+/**
+ * The panel's model: pure TypeScript, no DOM, no JupyterLab, no network.
+ *
+ * - parse the management API's answers (`GET P/api/stats`, `GET P/api/models`, an action's
+ *   `ModelDescription`, an `{"error": ...}` body) defensively: an unexpected shape is an
+ *   `ApiError` of kind `parse`, never an exception deeper in the view;
+ * - `MetricsTracker` merges one poll's two answers into the view's snapshot: per version the
+ *   state, labels, handles, counters, latency, requests per second and traffic share computed
+ *   against the previous poll, and the recent history of p50 that the sparkline draws; a model
+ *   or version that disappears is dropped (with its history);
+ * - the actions (their requests, confirmations and titles), the REST URL and `curl` line, the
+ *   pagination of versions, and the formatting of numbers, rates, latencies and shares.
+ */
+
+/** A servable's state (`ServableState` in openapi.json). */
+export type ServableState =
+  'START' | 'LOADING' | 'AVAILABLE' | 'UNLOADING' | 'END';
+
+const STATES: ReadonlyArray<string> = [
+  'START',
+  'LOADING',
+  'AVAILABLE',
+  'UNLOADING',
+  'END'
+];
+
+/** `LatencyHistogram`: microseconds; buckets are cumulative `[upper bound, count]`. */
+export interface ILatencyHistogram {
+  p50: number | null;
+  p99: number | null;
+  sum: number;
+  count: number;
+  buckets: Array<[string, number]>;
+}
+
+/** `StatsVersion` of `GET P/api/stats`. */
+export interface IStatsVersion {
+  version: number;
+  state: string;
+  error_code: string;
+  error_message: string;
+  in_flight: number;
+  request_count: number;
+  error_count: number;
+  latency_us: ILatencyHistogram;
+}
+
+/** `StatsModel` of `GET P/api/stats`. */
+export interface IStatsModel {
+  name: string;
+  labels: Record<string, number>;
+  versions: IStatsVersion[];
+}
+
+/** `StatsResponse`, plus the gRPC target where a server reports one. */
+export interface IStatsResponse {
+  models: IStatsModel[];
+  grpc_target: string | null;
+}
+
+/** `ManagedVersion` of a `ModelDescription`. */
+export interface IManagedVersion {
+  version: number;
+  state: string;
+  error_code: string;
+  error_message: string;
+  labels: string[];
+  in_flight: number;
+  unloaded: boolean;
+}
+
+/** `Canary`. */
+export interface ICanary {
+  version: number;
+  weight: number;
+}
+
+/** `ModelDescription`: `GET P/api/models/{m}` and every action's answer. */
+export interface IModelDescription {
+  name: string;
+  base_path: string | null;
+  platform: string | null;
+  version_policy: string | null;
+  labels: Record<string, number>;
+  pending_labels: Record<string, number>;
+  canary: ICanary | null;
+  previous_stable: number | null;
+  unloaded: number[];
+  traffic: Record<string, number>;
+  versions: IManagedVersion[];
+}
+
+/** `ModelDescriptionList` (`GET P/api/models`), plus the gRPC target where reported. */
+export interface IModelDescriptionList {
+  models: IModelDescription[];
+  grpc_target: string | null;
+}
+
+/**
+ * Why a call failed:
+ * - `network`: no answer (server down, connection refused, proxy gone);
+ * - `forbidden`: 401/403, the user is not (or no longer) logged in, or not allowed;
+ * - `http`: any other error answer, with the server's `{"error": ...}` message;
+ * - `parse`: an answer that is not the JSON the panel expects.
+ */
+export type ApiErrorKind = 'network' | 'forbidden' | 'http' | 'parse';
+
+/** An error of the management API, with what the panel shows for it. */
+export class ApiError extends Error {
+  constructor(
+    readonly kind: ApiErrorKind,
+    readonly status: number,
+    message: string
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** The server's message of an error answer: `{"error": ...}` (TF Serving's body), else
+ * jupyter_server's `{"message": ...}`, else the start of the body, else the status text. */
+export function errorBodyMessage(body: string, statusText = ''): string {
+  const text = body.trim();
+  if (text) {
+    try {
+      const doc = JSON.parse(text);
+      if (isObject(doc)) {
+        for (const key of ['error', 'message', 'reason']) {
+          const value = doc[key];
+          if (typeof value === 'string' && value.trim()) {
+            return value.trim();
+          }
+        }
+      }
+    } catch {
+      // not JSON: fall through to the text itself
+    }
+    if (!text.startsWith('<')) {
+      return text.length > 300 ? text.slice(0, 300) + '…' : text;
+    }
+  }
+  return statusText || 'no message';
+}
+
+/** What the panel says for an error. */
+export function describeError(error: unknown): string {
+  if (error instanceof ApiError) {
+    switch (error.kind) {
+      case 'network':
+        return 'server unreachable, retrying';
+      case 'forbidden':
+        return 'not authorized / logged out';
+      case 'parse':
+        return `unexpected answer from the server: ${error.message}`;
+      default:
+        return error.status === 404 &&
+          /^(not found|no message)$/i.test(error.message.trim())
+          ? 'the TF Serving API was not found on this server (is the jupyter_tfserving server extension enabled?)'
+          : `${error.message} (HTTP ${error.status})`;
+    }
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+// ------------------------------------------------------------------------------------------
+// Parsing
+// ------------------------------------------------------------------------------------------
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function num(value: unknown, fallback = 0): number {
+  if (typeof value === 'number' && Number.isFinite(value)) {
+    return value;
+  }
+  if (typeof value === 'string' && /^-?[0-9]+(\.[0-9]+)?$/.test(value)) {
+    return Number(value);
+  }
+  return fallback;
+}
+
+function numOrNull(value: unknown): number | null {
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
+}
+
+function str(value: unknown, fallback = ''): string {
+  return typeof value === 'string' ? value : fallback;
+}
+
+function strOrNull(value: unknown): string | null {
+  return typeof value === 'string' ? value : null;
+}
+
+function versionNumber(value: unknown): number | null {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) {
+    return value;
+  }
+  if (typeof value === 'string' && /^[0-9]+$/.test(value)) {
+    return Number(value);
+  }
+  return null;
+}
+
+function labelMap(value: unknown): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (isObject(value)) {
+    for (const [label, v] of Object.entries(value)) {
+      const n = versionNumber(v);
+      if (n !== null) {
+        out[label] = n;
+      }
+    }
+  }
+  return out;
+}
+
+function modelsArray(doc: unknown, what: string): unknown[] {
+  if (!isObject(doc) || !Array.isArray(doc.models)) {
+    throw new ApiError('parse', 200, `${what} has no "models" list`);
+  }
+  return doc.models;
+}
+
+function parseHistogram(value: unknown): ILatencyHistogram {
+  const h = isObject(value) ? value : {};
+  const buckets: Array<[string, number]> = [];
+  if (Array.isArray(h.buckets)) {
+    for (const b of h.buckets) {
+      if (Array.isArray(b) && b.length >= 2) {
+        buckets.push([String(b[0]), num(b[1])]);
+      }
+    }
+  }
+  return {
+    p50: numOrNull(h.p50),
+    p99: numOrNull(h.p99),
+    sum: num(h.sum),
+    count: num(h.count),
+    buckets
+  };
+}
+
+/** `GET P/api/stats`. Entries without a name or version number are skipped. */
+export function parseStats(doc: unknown): IStatsResponse {
+  const models: IStatsModel[] = [];
+  for (const m of modelsArray(doc, 'the stats answer')) {
+    if (!isObject(m) || typeof m.name !== 'string') {
+      continue;
+    }
+    const versions: IStatsVersion[] = [];
+    for (const v of Array.isArray(m.versions) ? m.versions : []) {
+      const version = isObject(v) ? versionNumber(v.version) : null;
+      if (!isObject(v) || version === null) {
+        continue;
+      }
+      versions.push({
+        version,
+        state: str(v.state, 'START'),
+        error_code: str(v.error_code, 'OK'),
+        error_message: str(v.error_message),
+        in_flight: num(v.in_flight),
+        request_count: num(v.request_count),
+        error_count: num(v.error_count),
+        latency_us: parseHistogram(v.latency_us)
+      });
+    }
+    models.push({ name: m.name, labels: labelMap(m.labels), versions });
+  }
+  return {
+    models,
+    grpc_target: isObject(doc) ? strOrNull(doc.grpc_target) : null
+  };
+}
+
+/** One `ModelDescription` (`GET P/api/models/{m}`, an action's answer). */
+export function parseModelDescription(doc: unknown): IModelDescription {
+  if (!isObject(doc) || typeof doc.name !== 'string') {
+    throw new ApiError('parse', 200, 'a model description has no "name"');
+  }
+  const versions: IManagedVersion[] = [];
+  for (const v of Array.isArray(doc.versions) ? doc.versions : []) {
+    const version = isObject(v) ? versionNumber(v.version) : null;
+    if (!isObject(v) || version === null) {
+      continue;
+    }
+    versions.push({
+      version,
+      state: str(v.state, 'START'),
+      error_code: str(v.error_code, 'OK'),
+      error_message: str(v.error_message),
+      labels: Array.isArray(v.labels)
+        ? v.labels.filter((l): l is string => typeof l === 'string')
+        : [],
+      in_flight: num(v.in_flight),
+      unloaded: v.unloaded === true
+    });
+  }
+  let canary: ICanary | null = null;
+  if (isObject(doc.canary)) {
+    const version = versionNumber(doc.canary.version);
+    if (version !== null) {
+      canary = { version, weight: num(doc.canary.weight) };
+    }
+  }
+  const traffic: Record<string, number> = {};
+  if (isObject(doc.traffic)) {
+    for (const [v, share] of Object.entries(doc.traffic)) {
+      if (/^[0-9]+$/.test(v)) {
+        traffic[String(Number(v))] = num(share);
+      }
+    }
+  }
+  return {
+    name: doc.name,
+    base_path: strOrNull(doc.base_path),
+    platform: strOrNull(doc.platform),
+    version_policy: strOrNull(doc.version_policy),
+    labels: labelMap(doc.labels),
+    pending_labels: labelMap(doc.pending_labels),
+    canary,
+    previous_stable: versionNumber(doc.previous_stable),
+    unloaded: Array.isArray(doc.unloaded)
+      ? doc.unloaded.map(versionNumber).filter((n): n is number => n !== null)
+      : [],
+    traffic,
+    versions
+  };
+}
+
+/** `GET P/api/models`. Entries that are not model descriptions are skipped. */
+export function parseModelList(doc: unknown): IModelDescriptionList {
+  const models: IModelDescription[] = [];
+  for (const m of modelsArray(doc, 'the models answer')) {
+    try {
+      models.push(parseModelDescription(m));
+    } catch {
+      // skip an entry the panel cannot read rather than lose the whole list
+    }
+  }
+  return {
+    models,
+    grpc_target: isObject(doc) ? strOrNull(doc.grpc_target) : null
+  };
+}
+
+// ------------------------------------------------------------------------------------------
+// The snapshot: one poll merged and compared with the previous one
+// ------------------------------------------------------------------------------------------
+
+/** One version as the panel shows it. */
+export interface IVersionView {
+  version: number;
+  /** One of `ServableState` (an unknown state is passed through). */
+  state: string;
+  errorCode: string;
+  errorMessage: string;
+  /** A failed load: END with an error. */
+  failed: boolean;
+  /** A user unloaded this version (`:unload`). */
+  unloaded: boolean;
+  labels: string[];
+  inFlight: number;
+  /** Counters since the server started (null: the stats answer does not list the version). */
+  requests: number | null;
+  errors: number | null;
+  /** Since the server started, microseconds (upper bounds of the histogram buckets). */
+  p50: number | null;
+  p99: number | null;
+  /** Requests (and errors) per second between the previous poll and this one (null on the
+   * first poll, after a counter reset, or when the stats do not list the version). */
+  rate: number | null;
+  errorRate: number | null;
+  /** Share of the model's unversioned requests that the server routes here (`traffic`). */
+  share: number;
+  /** This version's share of the model's requests between the two polls (null: none). */
+  observedShare: number | null;
+  /** p50 of the requests of each recent poll interval (oldest first; null: no requests). */
+  history: Array<number | null>;
+}
+
+/** One model as the panel shows it. */
+export interface IModelView {
+  name: string;
+  platform: string | null;
+  versionPolicy: string | null;
+  basePath: string | null;
+  labels: Record<string, number>;
+  pendingLabels: Record<string, number>;
+  canary: ICanary | null;
+  previousStable: number | null;
+  /** Newest first. */
+  versions: IVersionView[];
+  /** Versions whose load failed (END with an error), newest first. */
+  failed: IVersionView[];
+  requests: number;
+  errors: number;
+  rate: number | null;
+}
+
+/** What one poll shows. */
+export interface ISnapshot {
+  /** Milliseconds (the clock given to `MetricsTracker.update`). */
+  time: number;
+  /** Sorted by name. */
+  models: IModelView[];
+  grpcTarget: string | null;
+  totalRate: number | null;
+}
+
+interface IPrevious {
+  requests: number;
+  errors: number;
+  buckets: Array<[string, number]>;
+  history: Array<number | null>;
+}
+
+/** The upper bound (microseconds) of the bucket that holds quantile `q` of the requests
+ * counted between two cumulative histograms (the server's rule: the largest finite bound for
+ * the overflow bucket); null when there were none. */
+export function intervalQuantile(
+  previous: ReadonlyArray<[string, number]> | null,
+  current: ReadonlyArray<[string, number]>,
+  q: number
+): number | null {
+  const n = current.length;
+  if (!n) {
+    return null;
+  }
+  // The bounds are the same from one poll to the next (compare by index), unless the server
+  // changed them (then by bound). No allocation on the common path: thousands of versions.
+  let map: Map<string, number> | null = null;
+  const aligned =
+    previous !== null &&
+    previous.length === n &&
+    previous[n - 1][0] === current[n - 1][0];
+  if (previous && !aligned) {
+    map = new Map(previous.map(([b, c]) => [b, c]));
+  }
+  const before = (i: number): number => {
+    if (!previous) {
+      return 0;
+    }
+    if (map) {
+      return map.get(current[i][0]) ?? 0;
+    }
+    return previous[i][0] === current[i][0] ? previous[i][1] : 0;
+  };
+  const total = current[n - 1][1] - before(n - 1);
+  if (total <= 0) {
+    return null;
+  }
+  const rank = q * total;
+  let lastFinite: number | null = null;
+  let found: number | null = null;
+  for (let i = 0; i < n; i++) {
+    const delta = current[i][1] - before(i);
+    if (delta < 0) {
+      return null; // a counter went back: the server restarted
+    }
+    const value = Number(current[i][0]);
+    if (Number.isFinite(value)) {
+      lastFinite = value;
+      if (found === null && delta >= rank) {
+        found = value;
+      }
+    }
+  }
+  return found ?? lastFinite;
+}
+
+/**
+ * Merges each poll's stats and model list into a snapshot, computing rates and latency
+ * history against the previous poll. Keeps state only for the models and versions of the
+ * last poll: one that disappears is dropped, with its history.
+ */
+export class MetricsTracker {
+  constructor(readonly historyLength = 40) {}
+
+  /** The snapshot of a poll answered at `time` (milliseconds). */
+  update(
+    stats: IStatsResponse,
+    list: IModelDescriptionList,
+    time: number
+  ): ISnapshot {
+    const dt = this._time === null ? 0 : (time - this._time) / 1000;
+    const statsByName = new Map(stats.models.map(m => [m.name, m]));
+    const descByName = new Map(list.models.map(m => [m.name, m]));
+    const names = Array.from(
+      new Set([...statsByName.keys(), ...descByName.keys()])
+    ).sort();
+    const next = new Map<string, IPrevious>();
+    const models: IModelView[] = [];
+    let totalRate: number | null = null;
+    for (const name of names) {
+      const model = this._model(
+        name,
+        statsByName.get(name),
+        descByName.get(name),
+        dt,
+        next
+      );
+      models.push(model);
+      if (model.rate !== null) {
+        totalRate = (totalRate ?? 0) + model.rate;
+      }
+    }
+    this._previous = next;
+    this._time = time;
+    return {
+      time,
+      models,
+      grpcTarget: stats.grpc_target ?? list.grpc_target ?? null,
+      totalRate
+    };
+  }
+
+  /** Forget every previous poll (the next one computes no rates). */
+  reset(): void {
+    this._previous.clear();
+    this._time = null;
+  }
+
+  /** How many (model, version) pairs the tracker remembers. */
+  get size(): number {
+    return this._previous.size;
+  }
+
+  private _model(
+    name: string,
+    stats: IStatsModel | undefined,
+    desc: IModelDescription | undefined,
+    dt: number,
+    next: Map<string, IPrevious>
+  ): IModelView {
+    const statsByVersion = new Map(
+      (stats?.versions ?? []).map(v => [v.version, v])
+    );
+    const managedByVersion = new Map(
+      (desc?.versions ?? []).map(v => [v.version, v])
+    );
+    const labels = desc?.labels ?? stats?.labels ?? {};
+    const labelsOf = new Map<number, string[]>();
+    for (const [label, version] of Object.entries(labels)) {
+      labelsOf.set(version, [...(labelsOf.get(version) ?? []), label].sort());
+    }
+    const unloaded = new Set(desc?.unloaded ?? []);
+    const numbers = Array.from(
+      new Set([...statsByVersion.keys(), ...managedByVersion.keys()])
+    ).sort((a, b) => b - a);
+
+    const versions: IVersionView[] = [];
+    for (const version of numbers) {
+      const s = statsByVersion.get(version);
+      const d = managedByVersion.get(version);
+      const key = `${name}\u0000${version}`;
+      const previous = this._previous.get(key);
+      let rate: number | null = null;
+      let errorRate: number | null = null;
+      let point: number | null = null;
+      if (s && previous && dt > 0) {
+        if (s.request_count >= previous.requests) {
+          rate = (s.request_count - previous.requests) / dt;
+          errorRate = Math.max(0, s.error_count - previous.errors) / dt;
+          point = intervalQuantile(previous.buckets, s.latency_us.buckets, 0.5);
+        }
+      }
+      const history = previous ? previous.history.slice() : [];
+      if (s && previous && dt > 0) {
+        history.push(point);
+        while (history.length > this.historyLength) {
+          history.shift();
+        }
+      }
+      if (s) {
+        next.set(key, {
+          requests: s.request_count,
+          errors: s.error_count,
+          buckets: s.latency_us.buckets,
+          history
+        });
+      }
+      const state = d?.state ?? s?.state ?? 'START';
+      const errorCode = d?.error_code ?? s?.error_code ?? 'OK';
+      const errorMessage = d?.error_message || s?.error_message || '';
+      versions.push({
+        version,
+        state,
+        errorCode,
+        errorMessage,
+        failed: state === 'END' && (errorCode !== 'OK' || errorMessage !== ''),
+        unloaded: d?.unloaded ?? unloaded.has(version),
+        labels: d?.labels.slice().sort() ?? labelsOf.get(version) ?? [],
+        inFlight: s?.in_flight ?? d?.in_flight ?? 0,
+        requests: s ? s.request_count : null,
+        errors: s ? s.error_count : null,
+        p50: s?.latency_us.p50 ?? null,
+        p99: s?.latency_us.p99 ?? null,
+        rate,
+        errorRate,
+        share: desc?.traffic[String(version)] ?? 0,
+        observedShare: null,
+        history
+      });
+    }
+    let rate: number | null = null;
+    let requests = 0;
+    let errors = 0;
+    for (const v of versions) {
+      requests += v.requests ?? 0;
+      errors += v.errors ?? 0;
+      if (v.rate !== null) {
+        rate = (rate ?? 0) + v.rate;
+      }
+    }
+    if (rate !== null && rate > 0) {
+      for (const v of versions) {
+        v.observedShare = v.rate === null ? null : v.rate / rate;
+      }
+    }
+    return {
+      name,
+      platform: desc?.platform ?? null,
+      versionPolicy: desc?.version_policy ?? null,
+      basePath: desc?.base_path ?? null,
+      labels,
+      pendingLabels: desc?.pending_labels ?? {},
+      canary: desc?.canary ?? null,
+      previousStable: desc?.previous_stable ?? null,
+      versions,
+      failed: versions.filter(v => v.failed),
+      requests,
+      errors,
+      rate
+    };
+  }
+
+  private _previous = new Map<string, IPrevious>();
+  private _time: number | null = null;
+}
+
+// ------------------------------------------------------------------------------------------
+// Pagination
+// ------------------------------------------------------------------------------------------
+
+/** How many versions a model shows at first, and how many more each "show more" adds. */
+export const VERSION_PAGE = 10;
+
+/** The versions a model shows: the `limit` newest, plus any older one that matters now (a
+ * label, a traffic share, handles in flight), newest first; and how many are
+ * hidden. `versions` must be newest first (as in a snapshot). */
+export function pageVersions(
+  versions: ReadonlyArray<IVersionView>,
+  limit: number
+): { shown: IVersionView[]; hidden: number } {
+  const shown: IVersionView[] = [];
+  for (let i = 0; i < versions.length; i++) {
+    const v = versions[i];
+    if (i < limit || v.labels.length > 0 || v.share > 0 || v.inFlight > 0) {
+      shown.push(v);
+    }
+  }
+  return { shown, hidden: versions.length - shown.length };
+}
+
+// ------------------------------------------------------------------------------------------
+// Actions
+// ------------------------------------------------------------------------------------------
+
+/** An action of the management API on one model. */
+export type Action =
+  | { kind: 'promote'; version?: number }
+  | { kind: 'canary'; weight: number; version?: number }
+  | { kind: 'rollback' }
+  | { kind: 'unload'; version: number }
+  | { kind: 'load'; version: number }
+  | { kind: 'setLabel'; label: string; version: number }
+  | { kind: 'removeLabel'; label: string };
+
+/** An HTTP request: a path under `P/` and an optional JSON body. */
+export interface IApiRequest {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  path: string;
+  body?: Record<string, unknown>;
+}
+
+/** The request of an action (the path is under `P/`, e.g. `api/models/demo:promote`). */
+export function actionRequest(model: string, action: Action): IApiRequest {
+  const m = `api/models/${encodeURIComponent(model)}`;
+  switch (action.kind) {
+    case 'promote':
+      return {
+        method: 'POST',
+        path: `${m}:promote`,
+        body: action.version === undefined ? {} : { version: action.version }
+      };
+    case 'canary':
+      return {
+        method: 'POST',
+        path: `${m}:canary`,
+        body:
+          action.version === undefined
+            ? { weight: action.weight }
+            : { weight: action.weight, version: action.version }
+      };
+    case 'rollback':
+      return { method: 'POST', path: `${m}:rollback`, body: {} };
+    case 'unload':
+      return {
+        method: 'POST',
+        path: `${m}/versions/${action.version}:unload`,
+        body: {}
+      };
+    case 'load':
+      return {
+        method: 'POST',
+        path: `${m}/versions/${action.version}:load`,
+        body: {}
+      };
+    case 'setLabel':
+      return {
+        method: 'PUT',
+        path: `${m}/labels/${encodeURIComponent(action.label)}`,
+        body: { version: action.version }
+      };
+    case 'removeLabel':
+      return {
+        method: 'DELETE',
+        path: `${m}/labels/${encodeURIComponent(action.label)}`
+      };
+  }
+}
+
+/** A short name of an action, e.g. "Promote v3". */
+export function actionTitle(action: Action): string {
+  switch (action.kind) {
+    case 'promote':
+      return action.version === undefined
+        ? 'Promote the canary'
+        : `Promote v${action.version}`;
+    case 'canary':
+      return `Canary ${action.version === undefined ? '' : `v${action.version} `}at ${formatShare(action.weight)}`;
+    case 'rollback':
+      return 'Rollback';
+    case 'unload':
+      return `Unload v${action.version}`;
+    case 'load':
+      return `Load v${action.version}`;
+    case 'setLabel':
+      return `Label v${action.version} "${action.label}"`;
+    case 'removeLabel':
+      return `Remove label "${action.label}"`;
+  }
+}
+
+/** What to ask before an action that takes traffic away from a version; null for one that
+ * takes none (load, a new label, a label that already names the version). */
+export function confirmation(
+  model: IModelView,
+  action: Action
+): { title: string; body: string; accept: string } | null {
+  const stable = model.labels['stable'];
+  const canary = model.canary;
+  const name = model.name;
+  switch (action.kind) {
+    case 'promote': {
+      const target = action.version ?? canary?.version;
+      const from =
+        stable !== undefined && stable !== target
+          ? ` takes all unversioned traffic from v${stable}`
+          : ' takes all unversioned traffic';
+      return {
+        title: `Promote on ${name}?`,
+        body:
+          target === undefined
+            ? `The canary of ${name} becomes stable and${from}.`
+            : `v${target} of ${name} becomes stable and${from}` +
+              (canary && canary.version !== target
+                ? `; the canary v${canary.version} stops taking traffic.`
+                : '.'),
+        accept: 'Promote'
+      };
+    }
+    case 'canary': {
+      const who =
+        action.version === undefined
+          ? 'The newest AVAILABLE version that is not stable'
+          : `v${action.version}`;
+      return {
+        title: `Canary on ${name}?`,
+        body:
+          `${who} takes ${formatShare(action.weight)} of the unversioned traffic of ${name}` +
+          (stable !== undefined ? ` away from stable v${stable}.` : '.'),
+        accept: 'Start canary'
+      };
+    }
+    case 'rollback':
+      return {
+        title: `Roll back ${name}?`,
+        body: canary
+          ? `The canary v${canary.version} stops taking traffic; stable${stable !== undefined ? ` v${stable}` : ''} takes it all.`
+          : model.previousStable !== null
+            ? `v${model.previousStable} becomes stable again${stable !== undefined ? ` and v${stable} loses its traffic` : ''}.`
+            : `The previous stable version of ${name} becomes stable again.`,
+        accept: 'Roll back'
+      };
+    case 'unload':
+      return {
+        title: `Unload v${action.version} of ${name}?`,
+        body: `v${action.version} stops serving (its files stay on disk); requests that name it fail until it is loaded again.`,
+        accept: 'Unload'
+      };
+    case 'load':
+      return null;
+    case 'setLabel': {
+      const current = model.labels[action.label];
+      if (current === undefined || current === action.version) {
+        return null;
+      }
+      return {
+        title: `Move label "${action.label}" of ${name}?`,
+        body:
+          `"${action.label}" moves from v${current} to v${action.version}: requests to it go to v${action.version}` +
+          (action.label === 'stable' || action.label === 'canary'
+            ? `, and so does its share of the unversioned traffic.`
+            : '.'),
+        accept: 'Move label'
+      };
+    }
+    case 'removeLabel': {
+      const current = model.labels[action.label];
+      return {
+        title: `Remove label "${action.label}" of ${name}?`,
+        body:
+          `Requests to the label "${action.label}"${current !== undefined ? ` (v${current})` : ''} fail once it is removed` +
+          (action.label === 'canary'
+            ? '; the canary stops taking traffic.'
+            : action.label === 'stable'
+              ? '; unversioned requests go to the latest AVAILABLE version.'
+              : '.'),
+        accept: 'Remove label'
+      };
+    }
+  }
+}
+
+/** A one-line account of a model after an action: stable, canary, traffic. */
+export function describeModelState(desc: IModelDescription): string {
+  const parts: string[] = [];
+  const labels = Object.entries(desc.labels).sort(([a], [b]) =>
+    a.localeCompare(b)
+  );
+  parts.push(
+    labels.length
+      ? 'labels ' + labels.map(([l, v]) => `${l}=v${v}`).join(', ')
+      : 'no labels'
+  );
+  if (desc.canary) {
+    parts.push(
+      `canary v${desc.canary.version} at ${formatShare(desc.canary.weight)}`
+    );
+  }
+  const traffic = Object.entries(desc.traffic)
+    .filter(([, s]) => s > 0)
+    .sort(([a], [b]) => Number(b) - Number(a));
+  if (traffic.length) {
+    parts.push(
+      'traffic ' + traffic.map(([v, s]) => `v${v} ${formatShare(s)}`).join(', ')
+    );
+  }
+  return parts.join(' · ');
+}
+
+/** The share a user typed for a canary: `0.1`, `10%`, `10 %`; between 0 and 1. */
+export function parseWeight(
+  text: string
+): { ok: true; value: number } | { ok: false; error: string } {
+  const t = text.trim();
+  const percent = t.endsWith('%');
+  const body = percent ? t.slice(0, -1).trim() : t;
+  if (!/^([0-9]+(\.[0-9]*)?|\.[0-9]+)$/.test(body)) {
+    return {
+      ok: false,
+      error: 'a weight is a number between 0 and 1, or a percentage'
+    };
+  }
+  const value = percent ? Number(body) / 100 : Number(body);
+  if (!(value >= 0 && value <= 1)) {
+    return {
+      ok: false,
+      error: 'the weight must be between 0 and 1 (0% to 100%)'
+    };
+  }
+  return { ok: true, value };
+}
+
+/** A label name the server accepts: 1-128 letters, digits, `_`, `-` or `.`. */
+export function validLabel(label: string): boolean {
+  return /^[A-Za-z0-9_.-]{1,128}$/.test(label);
+}
+
+// ------------------------------------------------------------------------------------------
+// URLs and the curl line
+// ------------------------------------------------------------------------------------------
+
+/** `{base}{prefix}/v1/models/{model}`: TF Serving's model URL on this server (`base` is the
+ * absolute base URL, ending with `/`). */
+export function modelUrl(base: string, prefix: string, model: string): string {
+  const b = base.endsWith('/') ? base : base + '/';
+  const p = prefix.replace(/^\/+|\/+$/g, '');
+  return `${b}${p}/v1/models/${encodeURIComponent(model)}`;
+}
+
+/** The model's REST predict URL. */
+export function predictUrl(
+  base: string,
+  prefix: string,
+  model: string
+): string {
+  return modelUrl(base, prefix, model) + ':predict';
+}
+
+/** A POSIX shell word for `text` (single quotes). */
+export function shellQuote(text: string): string {
+  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(text)
+    ? text
+    : `'${text.replace(/'/g, "'\\''")}'`;
+}
+
+/** The placeholder the curl line uses for the token (never the real one). */
+export const TOKEN_PLACEHOLDER = '$JUPYTER_TOKEN';
+
+/** Above this many values per instance the curl line reads its body from a file. */
+export const MAX_EXAMPLE_VALUES = 256;
+
+/** The request body of a curl line, from the model's signature when the metadata gives one:
+ * one instance of zeros (row format; `{"b64": ""}` for `*_bytes` inputs). */
+export function exampleBody(metadata: unknown): {
+  body: string | null;
+  note: string;
+} {
+  const inputs = signatureInputs(metadata);
+  if (!inputs) {
+    return {
+      body: '{"instances": [[1.0]]}',
+      note: 'the model did not describe its inputs: adapt the instances to its signature'
+    };
+  }
+  const names = Object.keys(inputs).sort();
+  const values: Record<string, unknown> = {};
+  for (const name of names) {
+    const info = inputs[name];
+    const dims = info.dims.slice(1).map(d => (d < 0 ? 1 : d));
+    const count = dims.reduce((a, b) => a * b, 1);
+    if (info.unknownRank || count > MAX_EXAMPLE_VALUES) {
+      return {
+        body: null,
+        note: `input "${name}" is ${info.unknownRank ? 'of unknown shape' : dims.join('×') + ' per instance'}: write the request to request.json`
+      };
+    }
+    values[name] = filled(dims, zeroOf(info.dtype, name));
+  }
+  const instance = names.length === 1 ? values[names[0]] : values;
+  return {
+    body: JSON.stringify({ instances: [instance] }),
+    note:
+      names.length === 1
+        ? `one instance of zeros for input "${names[0]}"`
+        : `one instance of zeros for inputs ${names.map(n => `"${n}"`).join(', ')}`
+  };
+}
+
+function signatureInputs(
+  metadata: unknown
+): Record<
+  string,
+  { dtype: string; dims: number[]; unknownRank: boolean }
+> | null {
+  if (!isObject(metadata) || !isObject(metadata.metadata)) {
+    return null;
+  }
+  const outer = metadata.metadata.signature_def;
+  const defs =
+    isObject(outer) && isObject(outer.signature_def)
+      ? outer.signature_def
+      : null;
+  if (!defs) {
+    return null;
+  }
+  const def = defs['serving_default'] ?? Object.values(defs)[0];
+  if (
+    !isObject(def) ||
+    !isObject(def.inputs) ||
+    !Object.keys(def.inputs).length
+  ) {
+    return null;
+  }
+  const out: Record<
+    string,
+    { dtype: string; dims: number[]; unknownRank: boolean }
+  > = {};
+  for (const [name, info] of Object.entries(def.inputs)) {
+    if (!isObject(info)) {
+      return null;
+    }
+    const shape = isObject(info.tensor_shape) ? info.tensor_shape : {};
+    const dims = Array.isArray(shape.dim)
+      ? shape.dim.map(d => (isObject(d) ? num(d.size, -1) : -1))
+      : [];
+    out[name] = {
+      dtype: str(info.dtype, 'DT_FLOAT'),
+      dims,
+      unknownRank: shape.unknown_rank === true
+    };
+  }
+  return out;
+}
+
+function zeroOf(dtype: string, name: string): unknown {
+  if (dtype === 'DT_STRING') {
+    return name.endsWith('_bytes') ? { b64: '' } : '';
+  }
+  if (dtype === 'DT_BOOL') {
+    return false;
+  }
+  return 0;
+}
+
+function filled(dims: number[], value: unknown): unknown {
+  if (!dims.length) {
+    return value;
+  }
+  const [first, ...rest] = dims;
+  return Array.from({ length: first }, () => filled(rest, value));
+}
+
+/** A curl line that calls the model's predict URL with the user's token (as a placeholder). */
+export function curlLine(url: string, body: string | null): string {
+  const data = body === null ? '@request.json' : body;
+  return `curl -H "Authorization: token ${TOKEN_PLACEHOLDER}" -d ${shellQuote(data)} ${shellQuote(url)}`;
+}
+
+// ------------------------------------------------------------------------------------------
+// Formatting
+// ------------------------------------------------------------------------------------------
+
+/** The dash shown for a value that is not known. */
+export const NONE = '–';
+
+/** A count: `987`, `12,345`, `1.2M`. */
+export function formatCount(n: number | null): string {
+  if (n === null || !Number.isFinite(n)) {
+    return NONE;
+  }
+  if (Math.abs(n) >= 1e9) {
+    return `${trim(n / 1e9, 1)}G`;
+  }
+  if (Math.abs(n) >= 1e6) {
+    return `${trim(n / 1e6, 1)}M`;
+  }
+  return Math.round(n).toLocaleString('en-US');
+}
+
+/** Requests per second: `0`, `0.25`, `3.4`, `42`, `1.2k`. */
+export function formatRate(r: number | null): string {
+  if (r === null || !Number.isFinite(r)) {
+    return NONE;
+  }
+  if (r <= 0) {
+    return '0';
+  }
+  if (r < 0.01) {
+    return '<0.01';
+  }
+  if (r < 1) {
+    return trim(r, 2);
+  }
+  if (r < 10) {
+    return trim(r, 1);
+  }
+  if (r < 1000) {
+    return String(Math.round(r));
+  }
+  return `${trim(r / 1000, 1)}k`;
+}
+
+/** A latency in microseconds: `850 µs`, `1.2 ms`, `35 ms`, `1.50 s`. */
+export function formatLatency(us: number | null): string {
+  if (us === null || !Number.isFinite(us)) {
+    return NONE;
+  }
+  if (us < 1000) {
+    return `${Math.round(us)} µs`;
+  }
+  if (us < 10_000) {
+    return `${trim(us / 1000, 1)} ms`;
+  }
+  if (us < 1_000_000) {
+    return `${Math.round(us / 1000)} ms`;
+  }
+  return `${(us / 1_000_000).toFixed(2)} s`;
+}
+
+/** A share between 0 and 1: `0%`, `0.5%`, `10%`, `100%`. */
+export function formatShare(f: number | null): string {
+  if (f === null || !Number.isFinite(f)) {
+    return NONE;
+  }
+  const p = f * 100;
+  if (p === 0) {
+    return '0%';
+  }
+  if (p < 1) {
+    return `${trim(p, 1) === '0' ? '<0.1' : trim(p, 1)}%`;
+  }
+  return `${trim(p, p < 10 ? 1 : 0)}%`;
+}
+
+/** `n` with at most `digits` decimals, trailing zeros dropped. */
+function trim(n: number, digits: number): string {
+  return String(Number(n.toFixed(digits)));
+}
+
+/** "N models · R req/s", the status bar's text. */
+export function summaryText(snapshot: ISnapshot | null): string {
+  if (!snapshot) {
+    return 'TF Serving';
+  }
+  const n = snapshot.models.length;
+  return `${n} model${n === 1 ? '' : 's'} · ${formatRate(snapshot.totalRate)} req/s`;
+}
+
+// ------------------------------------------------------------------------------------------
+// The sparkline
+// ------------------------------------------------------------------------------------------
+
+/** The polylines (SVG `points` strings) of a sparkline of `values` (oldest first, null: a
+ * gap) in a `width`×`height` box, y from 0 at the bottom to the largest value (with a 1px
+ * margin); the last point is placed at the right edge, one slot per value of `slots`. */
+export function sparklinePoints(
+  values: ReadonlyArray<number | null>,
+  width: number,
+  height: number,
+  slots = values.length
+): string[] {
+  const max = Math.max(0, ...values.filter((v): v is number => v !== null));
+  const n = Math.max(slots, values.length, 2);
+  const step = width / (n - 1);
+  const offset = n - values.length;
+  const lines: string[] = [];
+  let current: string[] = [];
+  values.forEach((v, i) => {
+    if (v === null) {
+      if (current.length) {
+        lines.push(current.join(' '));
+      }
+      current = [];
+      return;
+    }
+    const x = (offset + i) * step;
+    const y = max > 0 ? height - 1 - (v / max) * (height - 2) : height - 1;
+    current.push(`${round(x)},${round(y)}`);
+  });
+  if (current.length) {
+    lines.push(current.join(' '));
+  }
+  // a lone point is drawn as a tiny segment so that it is visible
+  return lines.map(l => (l.includes(' ') ? l : `${l} ${l}`));
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}
+
+/** The states in their order (for a legend, a sort). */
+export function isKnownState(state: string): state is ServableState {
+  return STATES.includes(state);
+}

@@ -1,0 +1,361 @@
+/**
+ * The panel's live state: one `Poll` of `GET P/api/stats` and `GET P/api/models`, the snapshot
+ * built from them (`MetricsTracker`), the connection state, the actions and their answers,
+ * and the per-model curl examples. No DOM: the view (panel.tsx) and the status-bar item
+ * render it and re-render on `changed`.
+ *
+ * Polling: every `interval` ms while the panel is visible; every `statusInterval` ms while
+ * only the status-bar item is shown (it shows "N models · R req/s"); not at all otherwise; and
+ * never while the browser tab is hidden (`standby: 'when-hidden'`). A failed poll backs off
+ * (the Poll's exponential backoff, up to `maxInterval`) and the state says why.
+ */
+
+import { IDisposable } from '@lumino/disposable';
+import { Poll } from '@lumino/polling';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { ITFServingApi } from './client';
+import {
+  Action,
+  ApiError,
+  actionTitle,
+  curlLine,
+  describeError,
+  describeModelState,
+  exampleBody,
+  ISnapshot,
+  MetricsTracker,
+  predictUrl
+} from './model';
+
+/** How the last poll went. */
+export type ConnectionState =
+  'connecting' | 'ok' | 'unreachable' | 'forbidden' | 'error';
+
+/** The answer to the last action on a model (or a copy), shown inline. */
+export interface IActionResult {
+  kind: 'pending' | 'ok' | 'error' | 'info';
+  text: string;
+}
+
+/** How to call a model: its REST predict URL, a curl line, the gRPC target. */
+export interface IEndpoints {
+  url: string;
+  curl: string;
+  /** What the curl line sends (or why it reads request.json). */
+  note: string;
+  /** The server's gRPC target, when it reports one. */
+  grpcTarget: string | null;
+}
+
+/** The live state of the TF Serving panel. */
+export class TFServingModel implements IDisposable {
+  constructor(options: TFServingModel.IOptions) {
+    this.api = options.api;
+    this._now = options.now ?? (() => Date.now());
+    this._interval = options.interval ?? 2000;
+    this._statusInterval = options.statusInterval ?? 10000;
+    this._maxInterval = options.maxInterval ?? 30000;
+    this.historyLength = options.historyLength ?? 40;
+    this._tracker = new MetricsTracker(this.historyLength);
+    this._poll = new Poll({
+      auto: false,
+      factory: () => this.update(),
+      frequency: {
+        interval: this._interval,
+        backoff: true,
+        max: this._maxInterval
+      },
+      name: 'jupyter_tfserving:stats',
+      standby: 'when-hidden'
+    });
+  }
+
+  readonly api: ITFServingApi;
+
+  /** Points of latency history kept per version (the sparkline's width in polls). */
+  readonly historyLength: number;
+
+  /** Emitted whenever anything shown changes. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  /** The last poll's snapshot (kept, and shown as stale, while the server does not answer). */
+  get snapshot(): ISnapshot | null {
+    return this._snapshot;
+  }
+
+  get connection(): ConnectionState {
+    return this._connection;
+  }
+
+  /** What the panel says about the connection ('' when all is well). */
+  get connectionMessage(): string {
+    return this._connectionMessage;
+  }
+
+  /** When the last successful poll answered (ms), or null. */
+  get lastUpdate(): number | null {
+    return this._lastUpdate;
+  }
+
+  /** Whether the poll is running (the panel or the status-bar item is shown). */
+  get isPolling(): boolean {
+    return this._panelVisible || this._statusVisible;
+  }
+
+  get isDisposed(): boolean {
+    return this._disposed;
+  }
+
+  /** The panel was shown or hidden. */
+  setPanelVisible(visible: boolean): void {
+    if (visible === this._panelVisible) {
+      return;
+    }
+    this._panelVisible = visible;
+    this._schedule(visible);
+  }
+
+  /** The status-bar item was shown or hidden. */
+  setStatusVisible(visible: boolean): void {
+    if (visible === this._statusVisible) {
+      return;
+    }
+    this._statusVisible = visible;
+    this._schedule(visible && !this._panelVisible);
+  }
+
+  /** Poll now (when polling). */
+  async refresh(): Promise<void> {
+    if (this.isPolling && !this._disposed) {
+      await this._poll.refresh();
+    }
+  }
+
+  /**
+   * One poll: both answers, merged into a new snapshot. Rejects (after recording why) when the
+   * server does not answer as expected, so that the Poll backs off.
+   */
+  async update(): Promise<void> {
+    const seq = ++this._seq;
+    try {
+      const [stats, list] = await Promise.all([
+        this.api.stats(),
+        this.api.models()
+      ]);
+      if (seq !== this._seq || this._disposed) {
+        return;
+      }
+      const now = this._now();
+      this._snapshot = this._tracker.update(stats, list, now);
+      this._lastUpdate = now;
+      this._connection = 'ok';
+      this._connectionMessage = '';
+      this._forget(new Set(this._snapshot.models.map(m => m.name)));
+      this._changed.emit();
+    } catch (error) {
+      if (seq !== this._seq || this._disposed) {
+        return;
+      }
+      this._connection =
+        error instanceof ApiError
+          ? error.kind === 'network'
+            ? 'unreachable'
+            : error.kind === 'forbidden'
+              ? 'forbidden'
+              : 'error'
+          : 'error';
+      this._connectionMessage = describeError(error);
+      this._changed.emit();
+      throw error;
+    }
+  }
+
+  /** The answer to the last action on `model`, if any. */
+  result(model: string): IActionResult | undefined {
+    return this._results.get(model);
+  }
+
+  /** Whether an action on `model` is under way. */
+  isBusy(model: string): boolean {
+    return this._busy.has(model);
+  }
+
+  /** Show a message in a model's answer area (e.g. after a copy). */
+  note(model: string, result: IActionResult): void {
+    this._results.set(model, result);
+    this._changed.emit();
+  }
+
+  /**
+   * Run an action on a model (confirmations are the view's); the server's answer, also kept
+   * for `result(model)`. Never rejects. Refreshes the view afterwards.
+   */
+  async run(model: string, action: Action): Promise<IActionResult> {
+    const title = actionTitle(action);
+    if (this._busy.has(model)) {
+      return {
+        kind: 'error',
+        text: `${title}: another action on ${model} is under way`
+      };
+    }
+    this._busy.add(model);
+    this._results.set(model, { kind: 'pending', text: `${title}…` });
+    this._changed.emit();
+    let result: IActionResult;
+    try {
+      const desc = await this.api.act(model, action);
+      result = {
+        kind: 'ok',
+        text: `${title}: done. ${describeModelState(desc)}`
+      };
+    } catch (error) {
+      result = {
+        kind: 'error',
+        text:
+          error instanceof ApiError && error.kind === 'http'
+            ? `${title} refused: ${error.message} (HTTP ${error.status})`
+            : `${title} failed: ${describeError(error)}`
+      };
+    }
+    this._busy.delete(model);
+    if (!this._disposed) {
+      this._results.set(model, result);
+      this._changed.emit();
+      void this.refresh();
+    }
+    return result;
+  }
+
+  /**
+   * How to call `model`. The first call for a model (and version) fetches its metadata, to
+   * build a request body from its signature; until then, and if that fails, a generic body.
+   */
+  endpoints(model: string): IEndpoints {
+    const url = predictUrl(this.api.baseUrl, this.api.prefix, model);
+    const view = this._snapshot?.models.find(m => m.name === model);
+    const available = view?.versions.find(v => v.state === 'AVAILABLE');
+    const key = available ? `${model}\u0000${available.version}` : null;
+    let example = key ? this._examples.get(key) : undefined;
+    if (key && !example) {
+      example = {
+        body: '{"instances": [[1.0]]}',
+        note: 'reading the signature…'
+      };
+      this._examples.set(key, example);
+      void this._fetchExample(model, key);
+    }
+    const { body, note } = example ?? {
+      body: '{"instances": [[1.0]]}',
+      note: 'no AVAILABLE version: adapt the instances to the signature'
+    };
+    return {
+      url,
+      curl: curlLine(url, body),
+      note,
+      grpcTarget: this._snapshot?.grpcTarget ?? null
+    };
+  }
+
+  dispose(): void {
+    if (this._disposed) {
+      return;
+    }
+    this._disposed = true;
+    this._poll.dispose();
+    Signal.clearData(this);
+  }
+
+  private async _fetchExample(model: string, key: string): Promise<void> {
+    let example: { body: string | null; note: string };
+    try {
+      example = exampleBody(await this.api.metadata(model));
+    } catch (error) {
+      example = {
+        body: '{"instances": [[1.0]]}',
+        note: `the signature could not be read (${describeError(error)}): adapt the instances to it`
+      };
+    }
+    if (this._disposed || !this._examples.has(key)) {
+      return;
+    }
+    this._examples.set(key, example);
+    this._changed.emit();
+  }
+
+  /** Drop what is kept for models that are gone. */
+  private _forget(names: Set<string>): void {
+    for (const model of Array.from(this._results.keys())) {
+      if (!names.has(model) && !this._busy.has(model)) {
+        this._results.delete(model);
+      }
+    }
+    for (const key of Array.from(this._examples.keys())) {
+      if (!names.has(key.split('\u0000')[0])) {
+        this._examples.delete(key);
+      }
+    }
+  }
+
+  /** Start, slow down or stop the poll after a visibility change (`now`: poll at once). */
+  private _schedule(now: boolean): void {
+    if (this._disposed) {
+      return;
+    }
+    if (!this.isPolling) {
+      void this._poll.stop();
+      return;
+    }
+    this._poll.frequency = {
+      interval: this._panelVisible ? this._interval : this._statusInterval,
+      backoff: true,
+      max: Math.max(
+        this._maxInterval,
+        this._panelVisible ? this._interval : this._statusInterval
+      )
+    };
+    if (now || this._poll.state.phase === 'stopped') {
+      void this._poll
+        .start()
+        .then(() => (now ? this._poll.refresh() : undefined));
+    }
+  }
+
+  private _changed = new Signal<this, void>(this);
+  private _poll: Poll;
+  private _tracker: MetricsTracker;
+  private _now: () => number;
+  private _interval: number;
+  private _statusInterval: number;
+  private _maxInterval: number;
+  private _snapshot: ISnapshot | null = null;
+  private _connection: ConnectionState = 'connecting';
+  private _connectionMessage = '';
+  private _lastUpdate: number | null = null;
+  private _panelVisible = false;
+  private _statusVisible = false;
+  private _disposed = false;
+  private _seq = 0;
+  private _results = new Map<string, IActionResult>();
+  private _busy = new Set<string>();
+  private _examples = new Map<string, { body: string | null; note: string }>();
+}
+
+/** The namespace of `TFServingModel`. */
+export namespace TFServingModel {
+  export interface IOptions {
+    api: ITFServingApi;
+    /** Poll interval while the panel is visible (ms, default 2000). */
+    interval?: number;
+    /** Poll interval while only the status-bar item is shown (ms, default 10000). */
+    statusInterval?: number;
+    /** Longest backoff while the server does not answer (ms, default 30000). */
+    maxInterval?: number;
+    /** Points of latency history per version (default 40). */
+    historyLength?: number;
+    /** The clock (ms); for tests. */
+    now?: () => number;
+  }
+}
