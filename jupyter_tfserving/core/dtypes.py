@@ -39,3 +39,8 @@ def tf_dtype_name(dtype: np.dtype[Any]) -> str | None:
         if dtype == np_type:
             return name
     return None
+
+# The most dimensions a request's tensor may have, on every front end. TensorFlow's conversion
+# of a numpy string array (its Python extension, built against numpy 1's 32-dimension limit)
+# crashes the process past 32; numbers would go further, one limit keeps the rule simple.
+MAX_TENSOR_RANK = 32

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.dtypes import MAX_TENSOR_RANK
 from ..core.servable import DEFAULT_SIGNATURE, Example, ExampleBatch, Feature, SignatureInfo
 from ..core.signature_inputs import check_request_inputs
 from ..core.state import VersionStatus
@@ -48,8 +49,6 @@ from ..core.status import Code, ServingError, invalid_argument
 from ..dataplane import Classifications
 from . import protos
 
-# numpy's limit on dimensions.
-MAX_RANK = 64
 _INT64_MAX = 2**63 - 1
 
 
@@ -142,8 +141,8 @@ def tensor_shape(proto: Any, max_elements: int | None = None) -> tuple[tuple[int
     """The shape and element count of a TensorProto's ``tensor_shape`` (TensorFlow's
     ``TensorShape::IsValid``; ``unknown_rank`` is ignored as TensorShape ignores it)."""
     dims = tuple(int(d.size) for d in proto.tensor_shape.dim)
-    if len(dims) > MAX_RANK:
-        raise TensorError(f"shape has {len(dims)} dimensions, more than {MAX_RANK}")
+    if len(dims) > MAX_TENSOR_RANK:
+        raise TensorError(f"shape has {len(dims)} dimensions, more than {MAX_TENSOR_RANK}")
     count = 1
     for size in dims:
         if size < 0:

@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..core.dtypes import FLOAT_DTYPES, INT_DTYPES, JSON_DTYPES
+from ..core.dtypes import FLOAT_DTYPES, INT_DTYPES, JSON_DTYPES, MAX_TENSOR_RANK
 from ..core.servable import Example, ExampleBatch, Feature, SignatureInfo
 from ..core.signature_inputs import input_size_mismatch
 from ..core.status import Code, ServingError, invalid_argument
@@ -93,8 +93,6 @@ _BYTES_SUFFIX = "_bytes"
 DEFAULT_MAX_JSON_DEPTH = 64
 DEFAULT_MAX_VALUES = 1 << 24
 
-# numpy's own limit on the number of dimensions of an array.
-_MAX_RANK = 64
 # Longest excerpt of a JSON value quoted in an error message.
 _MAX_QUOTE = 256
 
@@ -462,8 +460,8 @@ def _dense_shape(value: Any) -> list[int]:
     """The shape implied by following the first element of each nested list."""
     shape: list[int] = []
     while type(value) is list:
-        if len(shape) == _MAX_RANK:
-            raise _TensorError(f"JSON lists are nested deeper than {_MAX_RANK} levels")
+        if len(shape) == MAX_TENSOR_RANK:
+            raise _TensorError(f"JSON lists are nested deeper than {MAX_TENSOR_RANK} levels")
         shape.append(len(value))
         if not value:
             break

@@ -367,11 +367,18 @@ def test_empty_lists_keep_their_shape() -> None:
 
 
 def test_too_many_dimensions() -> None:
-    value: Any = 1.0
-    for _ in range(70):
+    """At most 32 dimensions (core.dtypes.MAX_TENSOR_RANK: TensorFlow's numpy conversion of
+    strings crashes the process past 32), for every dtype."""
+    for depth, dtype in ((33, "DT_FLOAT"), (33, "DT_STRING"), (70, "DT_FLOAT")):
+        value: Any = "a" if dtype == "DT_STRING" else 1.0
+        for _ in range(depth):
+            value = [value]
+        message = decode_error({"inputs": value}, sig({"x": dtype})).message
+        assert "nested deeper than 32" in message
+    value = 1.0
+    for _ in range(32):
         value = [value]
-    message = decode_error({"inputs": value}).message
-    assert "nested deeper than 64" in message
+    assert decode({"inputs": value})["x"].ndim == 32
 
 
 # ------------------------------------------------------------------------------------------------
