@@ -34,12 +34,16 @@ export interface ILatencyHistogram {
 }
 
 /** `StatsVersion` of `GET P/api/stats`. */
-export interface IStatsVersion {
+/** What every version entry of the management API carries (`VersionStatus`). */
+export interface IVersionStatus {
   version: number;
   state: string;
   error_code: string;
   error_message: string;
   in_flight: number;
+}
+
+export interface IStatsVersion extends IVersionStatus {
   request_count: number;
   error_count: number;
   latency_us: ILatencyHistogram;
@@ -59,13 +63,8 @@ export interface IStatsResponse {
 }
 
 /** `ManagedVersion` of a `ModelDescription`. */
-export interface IManagedVersion {
-  version: number;
-  state: string;
-  error_code: string;
-  error_message: string;
+export interface IManagedVersion extends IVersionStatus {
   labels: string[];
-  in_flight: number;
   unloaded: boolean;
 }
 
@@ -242,29 +241,43 @@ function parseHistogram(value: unknown): ILatencyHistogram {
 }
 
 /** `GET P/api/stats`. Entries without a name or version number are skipped. */
+/** The version entries of an answer's `versions` array that have a version number, each
+ * parsed by `parse` from the raw entry and its common fields. */
+function parseVersions<T>(
+  entries: unknown,
+  parse: (v: Record<string, unknown>, common: IVersionStatus) => T
+): T[] {
+  const out: T[] = [];
+  for (const v of Array.isArray(entries) ? entries : []) {
+    const version = isObject(v) ? versionNumber(v.version) : null;
+    if (!isObject(v) || version === null) {
+      continue;
+    }
+    out.push(
+      parse(v, {
+        version,
+        state: str(v.state, 'START'),
+        error_code: str(v.error_code, 'OK'),
+        error_message: str(v.error_message),
+        in_flight: num(v.in_flight)
+      })
+    );
+  }
+  return out;
+}
+
 export function parseStats(doc: unknown): IStatsResponse {
   const models: IStatsModel[] = [];
   for (const m of modelsArray(doc, 'the stats answer')) {
     if (!isObject(m) || typeof m.name !== 'string') {
       continue;
     }
-    const versions: IStatsVersion[] = [];
-    for (const v of Array.isArray(m.versions) ? m.versions : []) {
-      const version = isObject(v) ? versionNumber(v.version) : null;
-      if (!isObject(v) || version === null) {
-        continue;
-      }
-      versions.push({
-        version,
-        state: str(v.state, 'START'),
-        error_code: str(v.error_code, 'OK'),
-        error_message: str(v.error_message),
-        in_flight: num(v.in_flight),
-        request_count: num(v.request_count),
-        error_count: num(v.error_count),
-        latency_us: parseHistogram(v.latency_us)
-      });
-    }
+    const versions = parseVersions<IStatsVersion>(m.versions, (v, common) => ({
+      ...common,
+      request_count: num(v.request_count),
+      error_count: num(v.error_count),
+      latency_us: parseHistogram(v.latency_us)
+    }));
     models.push({ name: m.name, labels: labelMap(m.labels), versions });
   }
   return {
@@ -278,24 +291,16 @@ export function parseModelDescription(doc: unknown): IModelDescription {
   if (!isObject(doc) || typeof doc.name !== 'string') {
     throw new ApiError('parse', 200, 'a model description has no "name"');
   }
-  const versions: IManagedVersion[] = [];
-  for (const v of Array.isArray(doc.versions) ? doc.versions : []) {
-    const version = isObject(v) ? versionNumber(v.version) : null;
-    if (!isObject(v) || version === null) {
-      continue;
-    }
-    versions.push({
-      version,
-      state: str(v.state, 'START'),
-      error_code: str(v.error_code, 'OK'),
-      error_message: str(v.error_message),
+  const versions = parseVersions<IManagedVersion>(
+    doc.versions,
+    (v, common) => ({
+      ...common,
       labels: Array.isArray(v.labels)
         ? v.labels.filter((l): l is string => typeof l === 'string')
         : [],
-      in_flight: num(v.in_flight),
       unloaded: v.unloaded === true
-    });
-  }
+    })
+  );
   let canary: ICanary | null = null;
   if (isObject(doc.canary)) {
     const version = versionNumber(doc.canary.version);

@@ -8,30 +8,19 @@ chromium or Playwright is not installed (``.ci/run`` installs both).
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from ..jupyter_process import REPO, JupyterServer, child_env
+from . import CHROMIUM, REQUIRES_BROWSER
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 TIMEOUT_MS = 240_000
 
-pytestmark = [
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"no {CHROMIUM} (apt-get install -y chromium)"),
-    pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
-                       reason="playwright is not installed (pip install playwright)"),
-    pytest.mark.skipif(importlib.util.find_spec("jupyterlab") is None,
-                       reason="jupyterlab is not installed"),
-]
+pytestmark = REQUIRES_BROWSER
 
 
 def lab_server(tmp_path: Path, notebook: str) -> JupyterServer:

@@ -24,9 +24,7 @@ installs them). On failure a screenshot goes to ``tests/browser/screenshots/`` (
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
 import threading
 import time
@@ -35,12 +33,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from ..jupyter_process import REPO, JupyterServer, child_env
+from . import CHROMIUM, REQUIRES_BROWSER
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 DOCS = REPO / "docs"
 # TF Serving's own test model (y = 0.5 x + 2, x: float [-1, 1]) in two versions, beside the
@@ -51,14 +48,7 @@ MODEL = "half_plus_two"
 TIMEOUT_MS = 60_000
 VIEWPORT = {"width": 1280, "height": 800}
 
-pytestmark = [
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"no {CHROMIUM} (apt-get install -y chromium)"),
-    pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
-                       reason="playwright is not installed (pip install playwright)"),
-    pytest.mark.skipif(importlib.util.find_spec("jupyterlab") is None,
-                       reason="jupyterlab is not installed"),
-]
+pytestmark = REQUIRES_BROWSER
 
 # ------------------------------------------------------------------------------------------
 # The server side: JupyterLab, the model, the traffic
