@@ -14,7 +14,8 @@ One test walks the panel the way a person would (issue 12, section 3):
 4. an action the server refuses (unloading the version ``stable`` names) shows the server's
    own message inline (``.jp-TFServing-result[data-kind=error]``), and changes nothing;
 5. the light and the dark theme render the panel readably; screenshots of both go to
-   ``docs/side-panel.png`` and ``docs/side-panel-dark.png`` (the README shows them);
+   ``tests/browser/screenshots/side-panel{,-dark}.png``, or with ``JTFS_UPDATE_DOCS=1`` to
+   ``docs/`` (the README shows those);
 6. throughout, no uncaught exception in the page and no console error, except the browser's
    own "Failed to load resource" line for the one refused request the test provokes.
 
@@ -25,6 +26,7 @@ installs them). On failure a screenshot goes to ``tests/browser/screenshots/`` (
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -39,7 +41,9 @@ from ..jupyter_process import REPO, JupyterServer, child_env
 from . import CHROMIUM, REQUIRES_BROWSER
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
-DOCS = REPO / "docs"
+# Where the screenshots go: the README's copies in docs/ when JTFS_UPDATE_DOCS=1, else the
+# git-ignored screenshots folder (a test run leaves the tree clean).
+DOCS = REPO / "docs" if os.environ.get("JTFS_UPDATE_DOCS") == "1" else SCREENSHOTS
 # TF Serving's own test model (y = 0.5 x + 2, x: float [-1, 1]) in two versions, beside the
 # project; without ../shared the test exports the same model with TensorFlow instead.
 TESTDATA = (REPO.parent / "shared" / "testdata" / "tfserving"
@@ -384,6 +388,7 @@ def test_side_panel_shows_traffic_and_drives_a_rollout(tmp_path: Path) -> None:
             assert page.locator("body").get_attribute("data-jp-theme-light") == "true"
             background, text = contrast(panel)
             assert background > 0.7 and text < 0.2, (background, text)
+            DOCS.mkdir(exist_ok=True)
             screenshot_panel(page, panel, DOCS / "side-panel.png")
             run_from_palette(page, "Use Theme: JupyterLab Dark")
             expect(page.locator("body")).to_have_attribute("data-jp-theme-name",
