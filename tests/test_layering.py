@@ -18,6 +18,9 @@ TRANSPORT_FREE = [
     "jupyter_tfserving.dataplane",
     "jupyter_tfserving.control_plane",
     "jupyter_tfserving.service",
+    "jupyter_tfserving.core.signature_inputs",
+    "jupyter_tfserving.jobs.sources",
+    "jupyter_tfserving.jobs.sinks",
 ]
 FORBIDDEN = ("tornado", "jupyter_server", "tensorflow")
 
