@@ -725,3 +725,43 @@ def test_stop_wakes_parked_threads_with_pending_timers(make_scheduler: MakeSched
     for f in queued:
         assert code_of(f).code == Code.UNAVAILABLE
     assert not [t for t in threading.enumerate() if t.name.startswith("stop_timer_batch")]
+
+
+# ------------------------------------------------------------------------------- bulk jobs
+
+
+def test_online_batches_run_before_bulk_batches(make_scheduler: MakeScheduler) -> None:
+    """A bulk job's batches (``bulk=True``) wait while any online batch is ready: with the one
+    thread busy, online and bulk tasks queue up, and every online batch runs first."""
+    sched = make_scheduler(1)
+    order: list[str] = []
+    busy = Recorder(block_first=True, label="busy", log=order)
+    job = Recorder(label="job", log=order)
+    online = Recorder(label="online", log=order)
+    p = params(max_batch_size=1)
+    fs = [sched.schedule("busy", {"x": col(0)}, busy, p)]
+    busy.wait_started()
+    fs += [sched.schedule("job", {"x": col(v)}, job, p, bulk=True) for v in (1, 2, 3)]
+    fs += [sched.schedule("online", {"x": col(v)}, online, p) for v in (1, 2, 3)]
+    busy.release.set()
+    results = [f.result(WAIT)["y"].tolist() for f in fs]
+    assert results == [[[0.0]], [[2.0]], [[4.0]], [[6.0]], [[2.0]], [[4.0]], [[6.0]]]
+    assert order == ["busy", "online", "online", "online", "job", "job", "job"]
+
+
+def test_bulk_batches_leave_a_thread_to_online_work(make_scheduler: MakeScheduler) -> None:
+    """With two threads at most one bulk batch runs at a time: a second waits though a thread
+    is idle, and that thread serves an online request at once."""
+    sched = make_scheduler(2)
+    job = Recorder(block_first=True, label="job")
+    online = Recorder(label="online")
+    p = params(max_batch_size=1, num_batch_threads=2)
+    first = sched.schedule("job", {"x": col(1)}, job, p, bulk=True)
+    job.wait_started()
+    second = sched.schedule("job", {"x": col(2)}, job, p, bulk=True)
+    answer = sched.schedule("online", {"x": col(5)}, online, p)
+    assert answer.result(WAIT)["y"].tolist() == [[10.0]]
+    assert not second.done() and job.sizes() == [1]  # waiting for the bulk slot
+    job.release.set()
+    assert first.result(WAIT)["y"].tolist() == [[2.0]]
+    assert second.result(WAIT)["y"].tolist() == [[4.0]]
