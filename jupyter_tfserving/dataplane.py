@@ -252,13 +252,15 @@ class DataPlane:
             return None
         return self.options.model_batching.get(model, self.options.batching)
 
-    def submit_predict(self, call: PredictCall) -> Future[Outputs]:
+    def submit_predict(self, call: PredictCall, *, bulk: bool = False) -> Future[Outputs]:
         """Run a begun predict on its version, batched with other callers' rows when the
         model's batching is on and the signature has a batch dimension; else alone on a request
         thread. Returns at once. The call's handle is released, and the work counted for
         ``stop`` until, the future completes (whatever the outcome), so a version unloads, and
         the service stops, only after the model ran. Raises UNAVAILABLE at once when the batch
-        queue is full; a failure of the run carries the version."""
+        queue is full; a failure of the run carries the version. ``bulk`` (a bulk job's rows):
+        batched in queues of their own that run only when no online batch is ready (the
+        scheduler's bulk lane), with no deadline."""
         handle = call.handle
         servable = handle.servable
         model, version = handle.id.name, handle.id.version
@@ -281,10 +283,11 @@ class DataPlane:
                 pad = params.pad_variable_length_inputs
                 key = (model, version, signature_name,
                        tuple((k, a.dtype.str, a.ndim if pad else a.shape[1:])
-                             for k, a in sorted(call.inputs.items())))
-                timeout = self.options.request_timeout_seconds
+                             for k, a in sorted(call.inputs.items())), bulk)
+                timeout = None if bulk else self.options.request_timeout_seconds
                 deadline = time.monotonic() + timeout if timeout else None
-                future = self._scheduler.schedule(key, call.inputs, run, params, deadline)
+                future = self._scheduler.schedule(key, call.inputs, run, params, deadline,
+                                                  bulk=bulk)
             else:
                 future = self._executor.submit(run, call.inputs)
         except BaseException as exc:

@@ -162,8 +162,9 @@ class ModelService:
         self.prometheus_registry = make_registry(self.stats, self.in_flight)
 
     def _record_batch(self, event: BatchEvent) -> None:
-        # The data plane's batch key: (model, version, signature name, input dtypes and shapes).
-        model = cast("tuple[str, int, str, object]", event.key)[0]
+        # The data plane's batch key: (model, version, signature name, input dtypes and shapes,
+        # bulk).
+        model = cast("tuple[str, int, str, object, bool]", event.key)[0]
         self.stats.record_batch(model, event.input_batch_size, event.processed_batch_size,
                                 event.queuing_latencies)
 

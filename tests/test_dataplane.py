@@ -82,3 +82,59 @@ def test_signature_method_name_check_is_an_option(tmp_path, check):
         assert missing.value.signature_name == "nope"
     finally:
         service.stop(5)
+
+
+class Doubler:
+    """y = 2x over a batch dimension."""
+
+    def signatures(self):
+        spec = TensorInfo("DT_FLOAT", (-1, 1))
+        return {"serving_default": SignatureInfo({"x": spec}, {"y": spec})}
+
+    def run(self, signature_name, inputs):
+        return {"y": inputs["x"] * 2}
+
+    def run_examples(self, signature_name, batch):
+        raise AssertionError("not called")
+
+    def metadata(self):
+        return {"signature_def": {"signature_def": {}}}
+
+    def close(self):
+        pass
+
+
+def test_bulk_predicts_run_in_queues_of_their_own(tmp_path):
+    """A bulk job's predicts (``submit_predict(..., bulk=True)``) go to the scheduler's bulk
+    lane, in queues apart from online requests' (so online batches go first), and answer the
+    same rows; their handle is released when they ran."""
+    from jupyter_tfserving.batching import BatchingParameters
+
+    class DoublerLoader:
+        def load(self):
+            return Doubler()
+
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    service = ModelService(ServiceOptions(model_root=str(tmp_path),
+                                          file_system_poll_wait_seconds=0,
+                                          batching=BatchingParameters()),
+                           loader_factory=lambda servable_id, spec: DoublerLoader())
+    service.start()
+    try:
+        service.manager.wait_for("m", 1, [ServableState.AVAILABLE], 10)
+
+        def predict(rows, bulk):
+            call = service.dataplane.begin_predict(
+                ModelRef("m"), None, lambda sig: {"x": np.float32(rows).reshape(-1, 1)})
+            return service.dataplane.submit_predict(call, bulk=bulk)
+
+        bulk = [predict([i, i + 1], True) for i in range(5)]
+        online = predict([7], False)
+        assert online.result(10)["y"].tolist() == [[14.0]]
+        assert [f.result(10)["y"].ravel().tolist() for f in bulk] == [
+            [2.0 * i, 2.0 * i + 2] for i in range(5)]
+        keys = {stats.key[-1] for stats in service.scheduler.queue_stats()}
+        assert keys == {True, False}
+        assert service.in_flight().get(("m", 1), 0) == 0
+    finally:
+        service.stop()
