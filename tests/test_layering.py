@@ -21,6 +21,7 @@ TRANSPORT_FREE = [
     "jupyter_tfserving.core.signature_inputs",
     "jupyter_tfserving.jobs.sources",
     "jupyter_tfserving.jobs.sinks",
+    "jupyter_tfserving.jobs.runner",
 ]
 FORBIDDEN = ("tornado", "jupyter_server", "tensorflow")
 

@@ -1,0 +1,138 @@
+"""A bulk job on a real service (manager, scheduler's bulk lane, data plane) with a servable
+written here: its outputs equal the model's own, shard by shard with the input's keys; a
+resumed job redoes only the shards the manifest does not list; bad specs and bad data fail
+clearly, naming the file and rows; the version stays pinned while the job runs."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jupyter_tfserving.batching import BatchingParameters
+from jupyter_tfserving.core.servable import SignatureInfo, TensorInfo
+from jupyter_tfserving.core.state import ServableState
+from jupyter_tfserving.core.status import Code, ServingError
+from jupyter_tfserving.jobs.runner import JobRunner, JobSpec, JobState
+from jupyter_tfserving.service import ModelService, ServiceOptions
+
+WAIT = 30.0
+
+
+class Affine:
+    """y = 2x + 1 over [-1, 3] float32 rows; counts the rows it ran."""
+
+    rows = 0
+    lock = threading.Lock()
+
+    def signatures(self):
+        return {"serving_default": SignatureInfo({"x": TensorInfo("DT_FLOAT", (-1, 3))},
+                                                 {"y": TensorInfo("DT_FLOAT", (-1, 3))})}
+
+    def run(self, signature_name, inputs):
+        with Affine.lock:
+            Affine.rows += len(inputs["x"])
+        assert inputs["x"].dtype == np.float32
+        return {"y": inputs["x"] * 2 + 1}
+
+    def run_examples(self, signature_name, batch):
+        raise AssertionError("not called")
+
+    def metadata(self):
+        return {"signature_def": {"signature_def": {}}}
+
+    def close(self):
+        pass
+
+
+class Loader:
+    def load(self):
+        return Affine()
+
+
+@pytest.fixture
+def runner(tmp_path: Path):
+    (tmp_path / "models" / "m" / "1").mkdir(parents=True)
+    service = ModelService(ServiceOptions(
+        model_root=str(tmp_path / "models"), file_system_poll_wait_seconds=0,
+        batching=BatchingParameters(max_batch_size=64)),
+        loader_factory=lambda servable_id, spec: Loader())
+    service.start()
+    service.manager.wait_for("m", 1, [ServableState.AVAILABLE], 10)
+    yield service, JobRunner(service.dataplane, service.manager, [str(tmp_path / "data")])
+    service.stop()
+
+
+def _data(tmp_path: Path, rows: int = 100) -> np.ndarray:
+    (tmp_path / "data").mkdir(exist_ok=True)
+    x = np.random.default_rng(1).random((rows, 3))  # float64: the job casts to the signature's
+    np.savez(tmp_path / "data" / "in.npz", x=x, id=np.arange(rows))
+    return x
+
+
+def _outputs(directory: Path) -> dict[str, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(p).to_pydict() for p in sorted(directory.glob("part-*.parquet"))]
+    return {k: np.array([v for t in tables for v in t[k]]) for k in tables[0]}
+
+
+def test_a_job_writes_the_models_outputs_with_the_keys(runner, tmp_path: Path) -> None:
+    service, jobs = runner
+    x = _data(tmp_path)
+    spec = JobSpec("m", (str(tmp_path / "data" / "in.npz"),), str(tmp_path / "data" / "out"),
+                   batch_size=16, rows_per_shard=30)
+    job = jobs.start("j1", spec)
+    assert job.wait(WAIT) and job.state is JobState.COMPLETED, job.error
+    out = _outputs(tmp_path / "data" / "out")
+    assert out["id"].tolist() == list(range(100))
+    assert np.allclose(out["y"], x.astype(np.float32) * 2 + 1)
+    report = job.to_json()
+    assert (report["rows_done"], report["rows_total"], report["shards_done"]) == (100, 100, 4)
+    assert report["version"] == 1 and report["rows_per_second"] > 0
+    assert service.in_flight().get(("m", 1), 0) == 0  # the pinned handle is released
+    assert {s.key[-1] for s in service.scheduler.queue_stats()} == {True}  # the bulk lane
+
+
+def test_resume_redoes_only_missing_shards(runner, tmp_path: Path) -> None:
+    service, jobs = runner
+    _data(tmp_path)
+    out_dir = tmp_path / "data" / "out"
+    spec = JobSpec("m", (str(tmp_path / "data" / "in.npz"),), str(out_dir), batch_size=16,
+                   rows_per_shard=30)
+    first = jobs.start("j", spec)
+    assert first.wait(WAIT) and first.state is JobState.COMPLETED
+    before = _outputs(out_dir)
+    os.remove(out_dir / "part-00002.parquet")
+    Affine.rows = 0
+    again = jobs.start("j", spec)
+    assert again.wait(WAIT) and again.state is JobState.COMPLETED, again.error
+    assert Affine.rows == 30  # shard 2 only
+    after = _outputs(out_dir)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    # Another job's spec on that output directory is refused.
+    other = JobSpec("m", spec.inputs, str(out_dir), rows_per_shard=50)
+    with pytest.raises(ServingError) as refused:
+        jobs.start("k", other)
+    assert refused.value.code == Code.FAILED_PRECONDITION
+
+
+def test_bad_specs_and_bad_data(runner, tmp_path: Path) -> None:
+    service, jobs = runner
+    _data(tmp_path)
+    data = tmp_path / "data"
+    with pytest.raises(ServingError) as outside:
+        jobs.start("a", JobSpec("m", (str(data / "in.npz"),), str(tmp_path / "elsewhere")))
+    assert outside.value.code == Code.PERMISSION_DENIED
+    assert not (tmp_path / "elsewhere").exists()
+    with pytest.raises(ServingError) as unknown:
+        jobs.start("b", JobSpec("nope", (str(data / "in.npz"),), str(data / "o")))
+    assert unknown.value.code == Code.NOT_FOUND
+    np.savez(data / "wrong.npz", z=np.zeros((5, 3)))
+    job = jobs.start("c", JobSpec("m", (str(data / "wrong.npz"),), str(data / "o2")))
+    assert job.wait(WAIT) and job.state is JobState.FAILED
+    assert "wrong.npz rows 0-5: no column x" in job.error
+    assert service.in_flight().get(("m", 1), 0) == 0
