@@ -63,6 +63,7 @@ from jupyter_tfserving.grpc import protos
 from tests import conftest as shared
 from tests.conftest import TESTDATA
 from tests.grpc.conftest import extension_app, started_grpc
+from tests.grpc.test_servicers import CONFIG as SERVICERS_CONFIG
 
 # Hypothesis seeds the global `random` while it draws an example and warns when its state
 # changed meanwhile: the server's threads (same process) may use `random` then, not the strategies.
@@ -114,18 +115,8 @@ METHODS: dict[str, tuple[str, Any, Any]] = {
                                   P.model_management_pb2.ReloadConfigResponse),
 }
 
-CONFIG = """
-model_config_list {
-  config { name: "default" base_path: "%(d)s/saved_model_half_plus_two_cpu"
-           model_platform: "tensorflow" }
-  config {
-    name: "two"
-    base_path: "%(d)s/saved_model_half_plus_two_2_versions"
-    model_platform: "tensorflow"
-    model_version_policy { all {} }
-    version_labels { key: "stable" value: 123 }
-    version_labels { key: "canary" value: 124 }
-  }
+# test_servicers' models, and the sentinel the fuzzed calls never address.
+CONFIG = SERVICERS_CONFIG.rstrip().removesuffix("}") + """\
   config { name: "sentinel" base_path: "%(d)s/saved_model_half_plus_two_cpu"
            model_platform: "tensorflow" }
 }
