@@ -15,6 +15,12 @@ only after the job ends or is cancelled), and runs the job on a thread of its ow
   thread; cancel stops between calls, keeping the complete shards; a failure names the file and
   rows, keeps the complete shards and leaves other jobs and online traffic alone.
 
+With a ``state_file``, the runner records every job (spec, pinned version, state, progress)
+there as JSON after each change of state and each shard; a runner made on that file after a
+restart lists the jobs that were running as ``interrupted``, and :meth:`JobRunner.resume`
+starts one again (it skips its complete shards). :meth:`JobRunner.stop` ends the running jobs
+as ``interrupted`` too.
+
 Nothing here imports tornado, Jupyter or TensorFlow.
 """
 
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import logging
 import os
 import threading
@@ -36,6 +43,7 @@ import numpy as np
 from ..core.dtypes import FLOAT_DTYPES, INT_DTYPES
 from ..core.manager import Manager
 from ..core.servable import DEFAULT_SIGNATURE, SignatureInfo
+from ..core.serving_state import write_atomically
 from ..core.status import Code, ServingError, invalid_argument
 from ..dataplane import DataPlane, ModelRef
 from . import sinks
@@ -113,6 +121,7 @@ class Job:
     error: str | None = None
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
+    _interrupt: bool = field(default=False, repr=False)  # cancelled by the runner's stop()
 
     def to_json(self) -> dict[str, Any]:
         now = time.time()
@@ -162,12 +171,79 @@ class JobRunner:
     """Runs bulk jobs on one data plane (see the module docstring). ``roots``: the directories
     jobs may read from and write to."""
 
-    def __init__(self, dataplane: DataPlane, manager: Manager, roots: Sequence[str]) -> None:
+    def __init__(self, dataplane: DataPlane, manager: Manager, roots: Sequence[str],
+                 state_file: str | None = None) -> None:
         self._dataplane = dataplane
         self._manager = manager
         self.roots = [os.path.realpath(r) for r in roots]
+        self.state_file = state_file
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self._load()
+
+    # ------------------------------------------------------------------ the jobs' record
+
+    def _load(self) -> None:
+        """The recorded jobs; those that were running are ``interrupted`` now. A record that
+        cannot be read is logged and left alone (no job is listed from it)."""
+        if not self.state_file:
+            return
+        try:
+            with open(self.state_file, encoding="utf-8") as f:
+                records = json.load(f)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.error("jupyter_tfserving: cannot read the jobs in %s: %s", self.state_file, exc)
+            return
+        for record in records if isinstance(records, list) else []:
+            try:
+                spec = JobSpec(**{**record["spec"], "inputs": tuple(record["spec"]["inputs"])})
+                job = Job(str(record["id"]), spec, int(record["version"]),
+                          JobState(record["state"]), Progress(**record["progress"]),
+                          record.get("error"))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if job.state in (JobState.PENDING, JobState.RUNNING):
+                job.state = JobState.INTERRUPTED
+            self._jobs[job.id] = job
+
+    def _save(self) -> None:
+        """Record every job (see the module docstring); a failure to write is logged."""
+        if not self.state_file:
+            return
+        with self._lock:
+            records = [{"id": j.id, "spec": dataclasses.asdict(j.spec), "version": j.version,
+                        "state": j.state.value, "progress": dataclasses.asdict(j.progress),
+                        "error": j.error} for j in self._jobs.values()]
+        with self._save_lock:
+            try:
+                write_atomically(self.state_file, json.dumps(records, indent=1) + "\n")
+            except OSError as exc:
+                log.error("jupyter_tfserving: cannot record the jobs in %s: %s",
+                          self.state_file, exc)
+
+    def resume(self, job_id: str) -> Job:
+        """Start an ended job again with its spec; it skips its complete shards."""
+        job = self.get(job_id)
+        if job.state in (JobState.PENDING, JobState.RUNNING):
+            raise ServingError(Code.ALREADY_EXISTS, f"Job {job_id} is running")
+        spec = job.spec
+        if spec.version is None and spec.label is None:  # the version it ran, not the route's
+            spec = dataclasses.replace(spec, version=job.version)
+        return self.start(job_id, spec)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """End the running jobs as ``interrupted`` (resumable), waiting up to ``timeout``
+        seconds for each to stop after its current call."""
+        running = [j for j in self.jobs() if j.state is JobState.RUNNING]
+        for job in running:
+            job._interrupt = True
+            job._cancel.set()
+        for job in running:
+            job.wait(timeout)
+        self._save()
 
     def get(self, job_id: str) -> Job:
         with self._lock:
@@ -230,6 +306,7 @@ class JobRunner:
                                     done),
             name=f"tfserving-job-{job_id}", daemon=True)
         job.state = JobState.RUNNING
+        self._save()
         job._thread.start()
         return job
 
@@ -240,16 +317,17 @@ class JobRunner:
         shards: dict[str, Any] = {str(i): {"file": os.path.basename(
             sinks.shard_file(job.spec.output, i, job.spec.output_format)), "rows": rows}
             for i, rows in done.items()}
+        stopped = JobState.CANCELLED
         try:
             for shard in source.shards:
                 if job._cancel.is_set():
-                    job.state = JobState.CANCELLED
+                    job.state = JobState.INTERRUPTED if job._interrupt else stopped
                     return
                 if shard.index in done:
                     continue
                 rows = self._shard(job, source, shard, signature_name, signature)
                 if rows is None:
-                    job.state = JobState.CANCELLED
+                    job.state = JobState.INTERRUPTED if job._interrupt else stopped
                     return
                 shards[str(shard.index)] = {"file": os.path.basename(
                     sinks.shard_file(job.spec.output, shard.index, job.spec.output_format)),
@@ -258,6 +336,7 @@ class JobRunner:
                 progress.rows_done += rows
                 progress.rows_this_run += rows
                 progress.shards_done += 1
+                self._save()
             job.state = JobState.COMPLETED
         except ServingError as exc:
             job.error, job.state = exc.message, JobState.FAILED
@@ -267,6 +346,7 @@ class JobRunner:
         finally:
             progress.finished_at = time.time()
             handle.release()
+            self._save()
 
     def _shard(self, job: Job, source: Source, shard: Shard, signature_name: str,
                signature: SignatureInfo) -> int | None:

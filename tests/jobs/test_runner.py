@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,52 @@ def test_bad_specs_and_bad_data(runner, tmp_path: Path) -> None:
     assert job.wait(WAIT) and job.state is JobState.FAILED
     assert "wrong.npz rows 0-5: no column x" in job.error
     assert service.in_flight().get(("m", 1), 0) == 0
+
+
+def test_a_stopped_server_leaves_jobs_interrupted_and_resumable(runner, tmp_path: Path) -> None:
+    """``stop()`` (the server stopping) ends a running job as ``interrupted``; a runner made
+    on the same state file (the server started again) lists it so, and ``resume`` finishes it,
+    redoing no complete shard, with the same outputs as an uninterrupted job."""
+    service, _ = runner
+    x = _data(tmp_path, rows=200)
+    state = str(tmp_path / "jobs.json")
+    gate = threading.Event()
+    original = Affine.run
+
+    def slow(self, signature_name, inputs):
+        gate.wait(WAIT)
+        return original(self, signature_name, inputs)
+
+    roots = [str(tmp_path / "data")]
+    jobs = JobRunner(service.dataplane, service.manager, roots, state_file=state)
+    spec = JobSpec("m", (str(tmp_path / "data" / "in.npz"),), str(tmp_path / "data" / "out"),
+                   batch_size=10, rows_per_shard=20)
+    Affine.run = slow  # type: ignore[method-assign]
+    try:
+        job = jobs.start("j", spec)
+        gate.set()  # let shards through, then stop the runner midway
+        while job.progress.shards_done < 2:
+            assert job._thread is not None and job._thread.is_alive(), job.error
+            time.sleep(0.001)
+        gate.clear()
+        stopper = threading.Thread(target=jobs.stop, args=(WAIT,))
+        stopper.start()
+        gate.set()
+        stopper.join(WAIT)
+    finally:
+        Affine.run = original  # type: ignore[method-assign]
+    assert job.state is JobState.INTERRUPTED, job.error
+    done_before = job.progress.shards_done
+    assert 2 <= done_before < 10
+    again = JobRunner(service.dataplane, service.manager, roots, state_file=state)
+    (listed,) = again.jobs()
+    assert listed.state is JobState.INTERRUPTED and listed.progress.shards_done == done_before
+    Affine.rows = 0
+    resumed = again.resume("j")
+    assert resumed.wait(WAIT) and resumed.state is JobState.COMPLETED, resumed.error
+    assert Affine.rows == 200 - 20 * done_before  # complete shards are not done again
+    out = _outputs(tmp_path / "data" / "out")
+    assert out["id"].tolist() == list(range(200))
+    assert np.allclose(out["y"], x.astype(np.float32) * 2 + 1)
+    assert JobRunner(service.dataplane, service.manager, roots,
+                     state_file=state).get("j").state is JobState.COMPLETED
