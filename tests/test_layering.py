@@ -22,6 +22,7 @@ TRANSPORT_FREE = [
     "jupyter_tfserving.jobs.sources",
     "jupyter_tfserving.jobs.sinks",
     "jupyter_tfserving.jobs.runner",
+    "jupyter_tfserving.jobs.evaluation",
 ]
 FORBIDDEN = ("tornado", "jupyter_server", "tensorflow")
 
