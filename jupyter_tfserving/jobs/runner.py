@@ -47,7 +47,15 @@ from ..core.serving_state import write_atomically
 from ..core.status import Code, ServingError, invalid_argument
 from ..dataplane import DataPlane, ModelRef
 from . import sinks
-from .sources import DEFAULT_ROWS_PER_SHARD, Columns, Shard, Source, confine, open_source
+from .sources import (
+    DEFAULT_ROWS_PER_SHARD,
+    Columns,
+    Shard,
+    Source,
+    confine,
+    open_source,
+    select_inputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -353,12 +361,7 @@ class JobRunner:
         """Run and write one shard; its rows (None: cancelled midway, nothing written)."""
         where = f"{shard.path} rows {shard.start}-{shard.stop}"
         columns = source.read(shard)
-        missing = [n for n in signature.inputs if n not in columns]
-        if missing:
-            raise invalid_argument(f"{where}: no column {', '.join(missing)} (the signature's "
-                                   f"inputs: {', '.join(signature.inputs)}; the data's: "
-                                   f"{', '.join(columns)})")
-        inputs = _cast(columns, signature, where)
+        inputs = _cast(select_inputs(columns, signature.inputs, where), signature, where)
         keys = {k: v for k, v in columns.items() if k not in signature.inputs and v.ndim == 1}
         ref = ModelRef(job.spec.model, job.version)
         futures: list[Future[dict[str, np.ndarray]]] = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -238,18 +238,14 @@ def open_source(paths: str | Sequence[str], roots: Sequence[str], *,
     return Source(fmt, tuple(shards), npy_column)
 
 
-def column_lengths(columns: Mapping[str, np.ndarray]) -> set[int]:
-    """The row counts of ``columns`` (one value when they agree)."""
-    return {int(np.shape(a)[0]) for a in columns.values()}
-
-
-def select_inputs(columns: Columns, inputs: Iterable[str], path: str) -> Columns:
-    """The columns a signature's ``inputs`` name (INVALID_ARGUMENT naming the file and the
-    missing ones); the other columns are the caller's keys to carry through."""
+def select_inputs(columns: Columns, inputs: Iterable[str], where: str) -> Columns:
+    """The columns a signature's ``inputs`` name (INVALID_ARGUMENT naming ``where`` (the
+    file, and the rows) and the missing ones); the other columns are the caller's keys to
+    carry through."""
     wanted = list(inputs)
     missing = [name for name in wanted if name not in columns]
     if missing:
-        raise invalid_argument(f"{path} has no column {', '.join(missing)} (the signature's "
-                               f"inputs: {', '.join(wanted)}; the file's columns: "
+        raise invalid_argument(f"{where}: no column {', '.join(missing)} (the signature's "
+                               f"inputs: {', '.join(wanted)}; the data's: "
                                f"{', '.join(columns)})")
     return {name: columns[name] for name in wanted}

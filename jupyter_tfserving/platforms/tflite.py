@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..core.servable import DEFAULT_SIGNATURE, PREDICT_METHOD, ExampleBatch, SignatureInfo
+from ..core.signature_inputs import check_request_inputs
 from ..core.status import Code, ServingError, SignatureNotFound
 
 __all__ = ["TFLITE_MODEL_FILENAME", "TfLiteLoader", "TfLiteServable", "has_tflite_model"]
@@ -183,13 +184,7 @@ class TfLiteServable:
         feeds = self._feeds.get(signature_name)
         if feeds is None:
             raise SignatureNotFound(signature_name)
-        extra = sorted(set(inputs) - set(feeds))
-        missing = sorted(set(feeds) - set(inputs))
-        if extra or missing:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f"input tensor alias not found in signature: {(extra or missing)[0]}. Inputs "
-                f"expected to be in the set {{{','.join(sorted(feeds))}}}.")
+        check_request_inputs(inputs.keys(), self._signatures[signature_name])
         interpreter = self._take()
         try:
             return self._invoke(interpreter, signature_name, feeds, inputs)

@@ -72,7 +72,7 @@ def test_parquet_row_groups_vectors_strings_and_csv(tmp_path: Path) -> None:
     got = _all_rows(csv)
     assert got["x"].tolist() == [1.5, 2.5, 3.5] and got["y"].tolist() == [b"a", b"b", b"c"]
     assert select_inputs(got, ["x"], "d.csv").keys() == {"x"}
-    with pytest.raises(ServingError, match="d.csv has no column z"):
+    with pytest.raises(ServingError, match="d.csv: no column z"):
         select_inputs(got, ["x", "z"], "d.csv")
 
 

@@ -130,7 +130,8 @@ def test_stored_signature_defs_are_served_with_legacy_names_fixed(
     with pytest.raises(ServingError) as missing:
         servable.run("serving_default", {"z": np.array([[2.0]], np.float32)})
     assert missing.value.code == Code.INVALID_ARGUMENT
-    assert "Inputs expected to be in the set {x}" in missing.value.message
+    assert "not found in request and no default value provided. Inputs expected to be in "\
+        "the request {z}" in missing.value.message
     with pytest.raises(ServingError) as unknown:
         servable.run("nope", {"x": np.array([[2.0]], np.float32)})
     assert isinstance(unknown.value, SignatureNotFound)  # as SavedModels: the front ends map it
