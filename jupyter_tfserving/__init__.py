@@ -2,9 +2,9 @@
 
 Importing the package is cheap: it imports neither jupyter_server nor TensorFlow. The server
 extension (``TFServingApp``) is found through ``_jupyter_server_extension_points``; in a
-notebook, ``%load_ext jupyter_tfserving`` registers ``%tfserving`` and puts ``serve`` and
-``dashboard`` in the namespace, and ``from jupyter_tfserving import serve`` works too (loaded on
-first use).
+notebook, ``%load_ext jupyter_tfserving`` registers ``%tfserving`` and puts ``serve``,
+``dashboard``, ``bulk_predict`` and ``evaluate`` in the namespace, and ``from jupyter_tfserving
+import serve`` works too (loaded on first use).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("serve", "dashboard", "ServedModel", "TFServingClient", "TFServingError"):
+    if name in ("serve", "dashboard", "bulk_predict", "evaluate", "jobs", "ServedModel",
+                "TFServingClient", "TFServingError"):
         from . import kernel
 
         return getattr(kernel, name)

@@ -327,6 +327,7 @@ class TFServingApp(ExtensionApp):
             max_tensor_elements=self.max_tensor_elements,
             signature_method_name_check=self.enable_signature_method_name_check,
             prefer_tflite_model=self.prefer_tflite_model,
+            job_roots=self.job_roots(),
             model_batching=self.model_batching_options(),
             manager=ManagerOptions(
                 max_num_load_retries=self.max_num_load_retries,
@@ -337,6 +338,12 @@ class TFServingApp(ExtensionApp):
                 num_load_threads=self.num_load_threads,
             ),
         )
+
+    def job_roots(self) -> tuple[str, ...]:
+        """Where bulk jobs may read and write besides the repository: the Jupyter server's
+        ``root_dir`` (what its file browser shows), when there is a server."""
+        root = getattr(self.serverapp, "root_dir", None) if self.serverapp is not None else None
+        return (os.path.abspath(os.path.expanduser(root)),) if root else ()
 
     def batching_options(self) -> BatchingParameters | None:
         """The server-wide batching parameters (None when batching is off)."""

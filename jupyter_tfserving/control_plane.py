@@ -167,9 +167,10 @@ class ControlPlane:
         self._config_file: ModelConfigFile | None = None
         if options.model_config_file:
             self._config_file = self._make_config_file(options.model_config_file)
-        config_dir = os.path.dirname(os.path.abspath(
+        # Where models.config is (or would be): the serving state is kept beside it.
+        self.config_dir = os.path.dirname(os.path.abspath(
             options.model_config_file or os.path.join(self.model_root, defaults.CONFIG_FILE_NAME)))
-        self.state_file = ServingStateFile(os.path.join(config_dir, STATE_FILE_NAME))
+        self.state_file = ServingStateFile(os.path.join(self.config_dir, STATE_FILE_NAME))
         # Per-model routing state beyond models.config; changed only under ``lock``.
         self.serving_state: dict[str, ModelServingState] = {}
         # Serialises the operations and the source's scans.

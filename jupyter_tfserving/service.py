@@ -32,10 +32,15 @@ from .core.servable import Loader, LoadSpec
 from .core.state import ServableId, ServableState, VersionStatus
 from .core.status import ServingError
 from .dataplane import DataPlane, DataPlaneOptions
+from .jobs.operations import DATASETS_DIR, JobOperations
+from .jobs.runner import JobRunner
 from .metrics.prometheus import make_registry
 from .metrics.stats import ServingStats, VersionStatsJSON
 
 log = logging.getLogger(__name__)
+
+# The bulk jobs' record, beside the serving state file.
+JOBS_FILE_NAME = "jupyter_tfserving_jobs.json"
 
 
 @dataclass
@@ -67,6 +72,11 @@ class ServiceOptions:
     signature_method_name_check: bool = True
     # Serve a version's model.tflite, when it has one, instead of its SavedModel.
     prefer_tflite_model: bool = False
+    # Bulk jobs: the directories they may read and write besides the repository (the Jupyter
+    # server's root_dir), and what a relative data path is relative to (default: the first of
+    # them, else the repository).
+    job_roots: tuple[str, ...] = ()
+    job_base_dir: str | None = None
 
 
 def load_signing_key(path: str) -> bytes:
@@ -157,6 +167,12 @@ class ModelService:
             signing_key=options.signing_key,
             max_upload_bytes=options.max_upload_bytes,
         ))
+        roots = [os.path.abspath(r) for r in options.job_roots]
+        self.jobs = JobOperations(
+            JobRunner(self.dataplane, self.manager, [*roots, self.model_root],
+                      state_file=os.path.join(self.control.config_dir, JOBS_FILE_NAME)),
+            base_dir=options.job_base_dir or (roots[0] if roots else self.model_root),
+            datasets_dir=os.path.join(self.model_root, DATASETS_DIR))
         self._started = False
         # Its own Prometheus registry, never the process-global one.
         self.prometheus_registry = make_registry(self.stats, self.in_flight)
@@ -224,6 +240,8 @@ class ModelService:
         """Stop serving without cutting off the requests in flight. Blocking; never call it on
         a request thread (it would wait for itself).
 
+        0. Running bulk jobs stop after their current calls, recorded as ``interrupted``
+           (resumable by the next server on this repository).
         1. From now on a new request is refused with UNAVAILABLE (503): ``admission`` is
            closed. Requests admitted before go on, and so does the work they handed on.
         2. Wait, up to ``timeout`` seconds, until every admitted request and its work is done
@@ -232,6 +250,7 @@ class ModelService:
         3. Stop polling, the request threads, the batch scheduler (anything still queued, only
            after a timeout, fails with UNAVAILABLE), and unload every version.
         """
+        self.jobs.runner.stop(timeout)
         self.admission.close()
         self.control.stop()
         if not self.admission.drain(timeout):

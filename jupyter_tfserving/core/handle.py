@@ -47,6 +47,13 @@ class ServableHandle:
             raise failed_precondition(f"The handle on {self._id} has been released")
         return self._servable
 
+    def lend(self) -> ServableHandle:
+        """A handle on the same version whose release does nothing: for work this handle's
+        holder starts and waits for before it releases this handle (a bulk job's calls), so
+        that work runs on this version even while it unloads. FAILED_PRECONDITION once this
+        handle has been released."""
+        return ServableHandle(self._id, self.servable, _nothing)
+
     @property
     def released(self) -> bool:
         return self._released
@@ -73,3 +80,7 @@ class ServableHandle:
     def __repr__(self) -> str:
         state = "released" if self._released else "held"
         return f"<ServableHandle {self._id.name}/{self._id.version} {state}>"
+
+
+def _nothing() -> None:
+    """A lent handle's release (see :meth:`ServableHandle.lend`)."""

@@ -1,14 +1,23 @@
-"""Running one bulk job: a served version's Predict over a data set, shard by shard.
+"""Running one bulk job: a served version's Predict, Classify or Regress over a data set,
+shard by shard.
 
 A :class:`JobRunner` belongs to one service; :meth:`JobRunner.start` checks a :class:`JobSpec`
 (the data set lists, the output directory is allowed, the model routes to a version with the
-signature), pins that version with a handle held for the job's life (so the version unloads
-only after the job ends or is cancelled), and runs the job on a thread of its own:
+signature, the method suits the signature and the data), pins that version with a handle held
+for the job's life (so the version unloads only after the job ends or is cancelled), and runs
+the job on a thread of its own:
 
 - each shard is read (:mod:`.sources`), its signature inputs cast to the signature's dtypes,
-  cut into calls of ``batch_size`` rows that go through the data plane's bulk lane (the shared
-  scheduler runs them only when no online batch is ready), and written with the shard's other
-  columns as keys (:mod:`.sinks`), whole or not at all; the manifest then lists the shard;
+  cut into calls of ``batch_size`` rows (at most one batch of the model's batching) that go
+  through the data plane's bulk lane (the shared scheduler runs them only when no online batch
+  is ready; at most ``CALLS_IN_FLIGHT`` of a job at once), and written with its key columns
+  (:mod:`.sinks`), whole or not at all; the manifest then lists the shard;
+- TFRecord files of tf.Example feed their records, serialized, to a signature's one input that
+  parses them: predict (a DT_STRING input), classify and regress (as TF Serving's Classify and
+  Regress run a signature: what ``Servable.run_examples`` does, here through the bulk lane,
+  with the data plane's signature method-name check and result checks, so a job's results
+  equal the data plane's classify and regress). Classify and regress read TFRecord files
+  only;
 - a job started again on the same output directory with the same spec skips the shards the
   manifest lists (resume); a different spec there is refused;
 - progress (rows and shards done, rows per second, ETA) is readable at any time from any
@@ -19,7 +28,8 @@ With a ``state_file``, the runner records every job (spec, pinned version, state
 there as JSON after each change of state and each shard; a runner made on that file after a
 restart lists the jobs that were running as ``interrupted``, and :meth:`JobRunner.resume`
 starts one again (it skips its complete shards). :meth:`JobRunner.stop` ends the running jobs
-as ``interrupted`` too.
+as ``interrupted`` too; :meth:`JobRunner.forget` takes an ended job off the list (its results
+stay).
 
 Nothing here imports tornado, Jupyter or TensorFlow.
 """
@@ -34,21 +44,24 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..batching.scheduler import QUEUE_FULL_MESSAGE
 from ..core.dtypes import FLOAT_DTYPES, INT_DTYPES
+from ..core.handle import ServableHandle
 from ..core.manager import Manager
-from ..core.servable import DEFAULT_SIGNATURE, SignatureInfo
+from ..core.servable import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD, SignatureInfo
 from ..core.serving_state import write_atomically
 from ..core.status import Code, ServingError, invalid_argument
-from ..dataplane import DataPlane, ModelRef
+from ..dataplane import DataPlane, PredictCall, _check_method, classifications, regressions
 from . import sinks
 from .sources import (
     DEFAULT_ROWS_PER_SHARD,
+    EXAMPLES_COLUMN,
     Columns,
     Shard,
     Source,
@@ -58,6 +71,19 @@ from .sources import (
 )
 
 log = logging.getLogger(__name__)
+
+# A job's calls queued or running at once: enough to keep the batch threads busy, few enough
+# that a job holds little memory and leaves the bulk queue to other jobs.
+CALLS_IN_FLIGHT = 8
+
+# How long a job waits, at most, for room in a full bulk queue before it looks again.
+_FULL_QUEUE_POLL_SECONDS = 0.05
+
+# A job's method -> the signature method name and the words of the data plane's check of it
+# (None: predict runs any signature).
+METHODS: dict[str, tuple[str, str] | None] = {
+    "predict": None, "classify": (CLASSIFY_METHOD, "classification"),
+    "regress": (REGRESS_METHOD, "regression")}
 
 
 class JobState(str, enum.Enum):
@@ -72,9 +98,15 @@ class JobState(str, enum.Enum):
 @dataclass(frozen=True)
 class JobSpec:
     """What to run: ``model`` (with ``version`` or ``label``, else its unversioned route),
-    ``signature``, the data set ``inputs`` (files, directories, globs) and where the results go
-    (``output`` directory, ``output_format``); ``batch_size`` rows per call, shards of
-    ``rows_per_shard`` rows; an ``.npy`` array feeds the signature's only input."""
+    ``signature``, ``method`` (``predict``, ``classify``, ``regress``), the data set ``inputs``
+    (files, directories, globs) and where the results go (``output`` directory,
+    ``output_format``: ``parquet``, ``npz`` or ``prediction_log``); ``batch_size`` rows per
+    call, shards of ``rows_per_shard`` rows; an ``.npy`` array feeds the signature's only
+    input. ``keys``: the columns copied from the data into the results beside the outputs
+    (TFRecord: scalar features of every record); empty, every 1-D column that is not an input
+    (TFRecord: none). A ``prediction_log`` holds no keys. The results' columns: the signature's
+    outputs (predict), ``classes`` and ``scores`` [rows, K] (classify), ``value``
+    (regress)."""
 
     model: str
     inputs: tuple[str, ...]
@@ -85,13 +117,15 @@ class JobSpec:
     output_format: str = "parquet"
     batch_size: int = 256
     rows_per_shard: int = DEFAULT_ROWS_PER_SHARD
+    method: str = "predict"
+    keys: tuple[str, ...] = ()
 
     def manifest_spec(self, version: int) -> dict[str, Any]:
         """The part of the spec a resumed job must share (its manifest records it)."""
         return {"model": self.model, "version": version,
-                "signature": self.signature or DEFAULT_SIGNATURE,
+                "signature": self.signature or DEFAULT_SIGNATURE, "method": self.method,
                 "inputs": list(self.inputs), "output_format": self.output_format,
-                "rows_per_shard": self.rows_per_shard}
+                "rows_per_shard": self.rows_per_shard, "keys": list(self.keys)}
 
 
 @dataclass
@@ -119,7 +153,8 @@ class Progress:
 
 @dataclass
 class Job:
-    """One job's spec, pinned version, state and progress (updated by its thread)."""
+    """One job's spec, pinned version, state and progress (updated by its thread), and when
+    it was created (epoch seconds; a resumed job keeps it)."""
 
     id: str
     spec: JobSpec
@@ -127,6 +162,7 @@ class Job:
     state: JobState = JobState.PENDING
     progress: Progress = field(default_factory=Progress)
     error: str | None = None
+    created_at: float = field(default_factory=time.time)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _interrupt: bool = field(default=False, repr=False)  # cancelled by the runner's stop()
@@ -136,8 +172,9 @@ class Job:
         p = self.progress
         return {"id": self.id, "state": self.state.value, "model": self.spec.model,
                 "version": self.version, "signature": self.spec.signature or DEFAULT_SIGNATURE,
-                "inputs": list(self.spec.inputs), "output": self.spec.output,
-                "output_format": self.spec.output_format,
+                "method": self.spec.method, "inputs": list(self.spec.inputs),
+                "keys": list(self.spec.keys), "output": self.spec.output,
+                "output_format": self.spec.output_format, "created_at": self.created_at,
                 "rows_total": p.rows_total, "rows_done": p.rows_done,
                 "shards_total": p.shards_total, "shards_done": p.shards_done,
                 "rows_per_second": p.rows_per_second(now), "eta_seconds": p.eta_seconds(now),
@@ -151,7 +188,7 @@ class Job:
         return not self._thread.is_alive()
 
 
-def _cast(columns: Columns, signature: SignatureInfo, where: str) -> Columns:
+def cast_inputs(columns: Columns, signature: SignatureInfo, where: str) -> Columns:
     """The signature's inputs in its dtypes (INVALID_ARGUMENT naming a column that does not
     fit)."""
     out: Columns = {}
@@ -207,10 +244,12 @@ class JobRunner:
             return
         for record in records if isinstance(records, list) else []:
             try:
-                spec = JobSpec(**{**record["spec"], "inputs": tuple(record["spec"]["inputs"])})
+                spec = JobSpec(**{**record["spec"], "inputs": tuple(record["spec"]["inputs"]),
+                                  "keys": tuple(record["spec"].get("keys", ()))})
+                progress = Progress(**record["progress"])
                 job = Job(str(record["id"]), spec, int(record["version"]),
-                          JobState(record["state"]), Progress(**record["progress"]),
-                          record.get("error"))
+                          JobState(record["state"]), progress, record.get("error"),
+                          float(record.get("created_at", progress.started_at or 0.0)))
             except (KeyError, TypeError, ValueError):
                 continue
             if job.state in (JobState.PENDING, JobState.RUNNING):
@@ -224,7 +263,8 @@ class JobRunner:
         with self._lock:
             records = [{"id": j.id, "spec": dataclasses.asdict(j.spec), "version": j.version,
                         "state": j.state.value, "progress": dataclasses.asdict(j.progress),
-                        "error": j.error} for j in self._jobs.values()]
+                        "error": j.error, "created_at": j.created_at}
+                       for j in self._jobs.values()]
         with self._save_lock:
             try:
                 write_atomically(self.state_file, json.dumps(records, indent=1) + "\n")
@@ -240,7 +280,7 @@ class JobRunner:
         spec = job.spec
         if spec.version is None and spec.label is None:  # the version it ran, not the route's
             spec = dataclasses.replace(spec, version=job.version)
-        return self.start(job_id, spec)
+        return self._start(job_id, spec, job.created_at)
 
     def stop(self, timeout: float | None = None) -> None:
         """End the running jobs as ``interrupted`` (resumable), waiting up to ``timeout``
@@ -270,14 +310,37 @@ class JobRunner:
         job._cancel.set()
         return job
 
+    def forget(self, job_id: str) -> Job:
+        """Take an ended job off the list (and the state file); its results stay. NOT_FOUND
+        for an unknown job, FAILED_PRECONDITION for a pending or running one."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise ServingError(Code.NOT_FOUND, f"No job {job_id}")
+            if job.state in (JobState.PENDING, JobState.RUNNING):
+                raise ServingError(Code.FAILED_PRECONDITION, f"Job {job_id} is {job.state.value}"
+                                   ": cancel it, then forget it once it has ended")
+            del self._jobs[job_id]
+        self._save()
+        return job
+
     def start(self, job_id: str, spec: JobSpec) -> Job:
         """Check ``spec``, pin its version and start the job's thread; the job. Blocking
         (lists the data set): call it off the event loop. Raises ServingError for a bad spec
         (nothing started) and ALREADY_EXISTS for a job id in use."""
+        return self._start(job_id, spec, None)
+
+    def _start(self, job_id: str, spec: JobSpec, created_at: float | None) -> Job:
         if spec.batch_size <= 0:
             raise invalid_argument(f"batch_size must be positive; was {spec.batch_size}")
         if spec.output_format not in sinks.OUTPUT_FORMATS:
-            raise invalid_argument(f"Unknown output format {spec.output_format!r}")
+            raise invalid_argument(f"Unknown output format {spec.output_format!r} (one of "
+                                   f"{', '.join(sorted(sinks.OUTPUT_FORMATS))})")
+        if spec.method not in METHODS:
+            raise invalid_argument(f"Unknown method {spec.method!r} (one of "
+                                   f"{', '.join(METHODS)})")
+        if spec.keys and spec.output_format == "prediction_log":
+            raise invalid_argument("A prediction_log holds no key columns: leave out keys")
         output = confine(spec.output, self.roots)
         handle = self._manager.acquire(spec.model, spec.version, spec.label)
         try:
@@ -287,9 +350,15 @@ class JobRunner:
                 raise invalid_argument(f"Model {spec.model} version {handle.id.version} has no "
                                        f"signature {signature_name}")
             signature = signatures[signature_name]
+            checked = METHODS[spec.method]
+            if checked is not None and self._dataplane.options.signature_method_name_check:
+                _check_method(signature, *checked)
             only = next(iter(signature.inputs)) if len(signature.inputs) == 1 else "x"
             source = open_source(list(spec.inputs), self.roots,
-                                 rows_per_shard=spec.rows_per_shard, npy_column=only)
+                                 rows_per_shard=spec.rows_per_shard, npy_column=only,
+                                 keys=spec.keys)
+            examples_input = _examples_input(spec, source.format, signature, signature_name,
+                                             handle.id.version)
             os.makedirs(output, exist_ok=True)
             pinned = dataclasses.replace(spec, output=output)
             manifest = sinks.read_manifest(output) or {}
@@ -298,6 +367,8 @@ class JobRunner:
                 raise ServingError(Code.FAILED_PRECONDITION, f"{output} holds another job's "
                                    f"results (its manifest: {manifest.get('spec')})")
             job = Job(job_id, pinned, handle.id.version)
+            if created_at is not None:
+                job.created_at = created_at
             with self._lock:
                 if job_id in self._jobs and self._jobs[job_id].state in (
                         JobState.PENDING, JobState.RUNNING):
@@ -309,17 +380,17 @@ class JobRunner:
         done = sinks.completed_shards(output, manifest)
         job.progress = Progress(rows_total=source.rows, shards_total=len(source.shards),
                                 rows_done=sum(done.values()), shards_done=len(done))
+        plan = _Plan(signature_name, signature, examples_input)
         job._thread = threading.Thread(
-            target=self._run, args=(job, source, signature_name, signature, handle, wanted,
-                                    done),
+            target=self._run, args=(job, source, plan, handle, wanted, done),
             name=f"tfserving-job-{job_id}", daemon=True)
         job.state = JobState.RUNNING
         self._save()
         job._thread.start()
         return job
 
-    def _run(self, job: Job, source: Source, signature_name: str, signature: SignatureInfo,
-             handle: Any, wanted: dict[str, Any], done: dict[int, int]) -> None:
+    def _run(self, job: Job, source: Source, plan: _Plan, handle: ServableHandle,
+             wanted: dict[str, Any], done: dict[int, int]) -> None:
         progress = job.progress
         progress.started_at = time.time()
         shards: dict[str, Any] = {str(i): {"file": os.path.basename(
@@ -333,7 +404,7 @@ class JobRunner:
                     return
                 if shard.index in done:
                     continue
-                rows = self._shard(job, source, shard, signature_name, signature)
+                rows = self._shard(job, source, shard, plan, handle)
                 if rows is None:
                     job.state = JobState.INTERRUPTED if job._interrupt else stopped
                     return
@@ -356,33 +427,140 @@ class JobRunner:
             handle.release()
             self._save()
 
-    def _shard(self, job: Job, source: Source, shard: Shard, signature_name: str,
-               signature: SignatureInfo) -> int | None:
-        """Run and write one shard; its rows (None: cancelled midway, nothing written)."""
-        where = f"{shard.path} rows {shard.start}-{shard.stop}"
+    def _shard(self, job: Job, source: Source, shard: Shard, plan: _Plan,
+               handle: ServableHandle) -> int | None:
+        """Run and write one shard (it has at least one row) on the version ``handle`` pins;
+        its rows (None: cancelled midway, nothing written). Returns or raises only once every
+        call it made has ended."""
+        spec = job.spec
+        where = source.where(shard)
         columns = source.read(shard)
-        inputs = _cast(select_inputs(columns, signature.inputs, where), signature, where)
-        keys = {k: v for k, v in columns.items() if k not in signature.inputs and v.ndim == 1}
-        ref = ModelRef(job.spec.model, job.version)
+        if plan.examples_input is not None:
+            inputs = {plan.examples_input: columns[EXAMPLES_COLUMN]}
+        else:
+            inputs = cast_inputs(select_inputs(columns, plan.signature.inputs, where),
+                                 plan.signature, where)
+        keys = _keys(columns, spec.keys, inputs, where)
         futures: list[Future[dict[str, np.ndarray]]] = []
         try:
-            for start in range(0, shard.rows, job.spec.batch_size):
-                if job._cancel.is_set():
-                    return None
-                chunk = {k: v[start:start + job.spec.batch_size] for k, v in inputs.items()}
-
-                def decode(sig: SignatureInfo, c: Columns = chunk) -> Columns:
-                    return c
-
-                call = self._dataplane.begin_predict(ref, signature_name, decode)
-                futures.append(self._dataplane.submit_predict(call, bulk=True))
-            outputs = [f.result() for f in futures]
+            try:
+                rows = self._call_rows(spec)
+                for start in range(0, shard.rows, rows):
+                    chunk = {k: v[start:start + rows] for k, v in inputs.items()}
+                    pending = [f for f in futures if not f.done()]
+                    if len(pending) >= CALLS_IN_FLIGHT:
+                        wait(pending, return_when=FIRST_COMPLETED)
+                    future = self._submit(job, handle, plan, chunk, futures)
+                    if future is None:
+                        return None
+                    futures.append(future)
+                outputs = [f.result() for f in futures]
+            finally:
+                wait(futures)  # they run on the job's handle, released once the job ends
+            results = _results(spec.method, {name: np.concatenate([o[name] for o in outputs])
+                                             for name in outputs[0]})
         except ServingError as exc:
             raise ServingError(exc.code, f"{where}: {exc.message}") from None
-        if not outputs:
-            results: Columns = {name: np.empty((0,)) for name in signature.outputs}
-        else:
-            results = {name: np.concatenate([o[name] for o in outputs])
-                       for name in outputs[0]}
-        path = sinks.shard_file(job.spec.output, shard.index, job.spec.output_format)
-        return sinks.write_shard(path, {**keys, **results}, job.spec.output_format)
+        path = sinks.shard_file(spec.output, shard.index, spec.output_format)
+        if spec.output_format == "prediction_log":
+            log = sinks.LogSpec(spec.method, spec.model, job.version, plan.signature_name)
+            return sinks.write_prediction_log(path, log, inputs, results)
+        return sinks.write_shard(path, {**keys, **results}, spec.output_format)
+
+
+    def _call_rows(self, spec: JobSpec) -> int:
+        """Rows per call: ``batch_size``, at most what one batch of the model's batching
+        holds (a larger task would be refused)."""
+        params = self._dataplane.batching_parameters(spec.model)
+        return spec.batch_size if params is None else min(spec.batch_size,
+                                                          params.execution_batch_size)
+
+    def _submit(self, job: Job, handle: ServableHandle, plan: _Plan, chunk: Columns,
+                futures: Sequence[Future[Columns]]) -> Future[Columns] | None:
+        """One call on ``chunk`` in the data plane's bulk lane, on the version ``handle``
+        pins; None when the job is cancelled first. While the bulk queue is full (this job's
+        earlier calls, or other jobs', wait there), it waits for one of this shard's
+        ``futures`` to end, or a moment when none is pending, and tries again."""
+        while not job._cancel.is_set():
+            # The call runs on the job's handle, lent: the pinned version stays usable for the
+            # job even while it unloads (new requests no longer reach it); the caller waits for
+            # the call before the job releases its handle.
+            call = PredictCall(handle.lend(), plan.signature_name, plan.signature, chunk)
+            try:
+                return self._dataplane.submit_predict(call, bulk=True)
+            except ServingError as exc:
+                if exc.message != QUEUE_FULL_MESSAGE:
+                    raise
+            pending = [f for f in futures if not f.done()]
+            if pending:
+                wait(pending, timeout=_FULL_QUEUE_POLL_SECONDS, return_when=FIRST_COMPLETED)
+            else:
+                time.sleep(_FULL_QUEUE_POLL_SECONDS)
+        return None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How a started job runs its shards: the signature, and the input that takes a TFRecord
+    shard's serialized tf.Examples (None: the data's columns are the signature's inputs)."""
+
+    signature_name: str
+    signature: SignatureInfo
+    examples_input: str | None
+
+
+def _examples_input(spec: JobSpec, fmt: str, signature: SignatureInfo, signature_name: str,
+                    version: int) -> str | None:
+    """The signature's input that takes serialized tf.Examples when the data is TFRecord,
+    else None: a signature with one input (for predict, a DT_STRING one: for classify and
+    regress, as in TF Serving, the graph decides). INVALID_ARGUMENT for classify or regress on
+    other data, or a signature that cannot take the records."""
+    if fmt != "tfrecord":
+        if spec.method != "predict":
+            raise invalid_argument(f"{spec.method} reads TFRecord files of tf.Example; the "
+                                   f"data set {', '.join(spec.inputs)} is {fmt}")
+        return None
+    what = f"Signature {signature_name} of model {spec.model} version {version}"
+    if len(signature.inputs) != 1:
+        raise invalid_argument(f"{what} has the inputs {', '.join(signature.inputs)}: TFRecord "
+                               "data needs a signature with one input, which takes serialized "
+                               "tf.Examples")
+    ((name, info),) = signature.inputs.items()
+    if spec.method == "predict" and info.dtype != "DT_STRING":
+        raise invalid_argument(f"{what} takes {name} as {info.dtype}: TFRecord data needs a "
+                               "signature whose one input takes serialized tf.Examples "
+                               "(DT_STRING)")
+    return name
+
+
+def _keys(columns: Columns, keys: Sequence[str], inputs: Columns, where: str) -> Columns:
+    """The columns a shard's results carry: ``keys`` (INVALID_ARGUMENT naming ``where`` and
+    the missing ones), else every 1-D column that is neither an input nor the records."""
+    if keys:
+        missing = [k for k in keys if k not in columns]
+        if missing:
+            raise invalid_argument(f"{where}: no key column {', '.join(missing)} (the data's: "
+                                   f"{', '.join(c for c in columns if c != EXAMPLES_COLUMN)})")
+        return {k: columns[k] for k in keys}
+    return {k: v for k, v in columns.items()
+            if k not in inputs and k != EXAMPLES_COLUMN and v.ndim == 1}
+
+
+def _results(method: str, outputs: Columns) -> Columns:
+    """The columns a shard's results are written as: predict, the signature's outputs;
+    classify, :data:`~.sinks.CLASSES` (labels) and :data:`~.sinks.SCORES` (float32), both
+    [rows, K], as the data plane's :func:`~..dataplane.classifications` checks and reads them
+    ("" and 0.0 where the signature has no such output, as TF Serving's ClassificationResult
+    holds them); regress, :data:`~.sinks.VALUE` (float32 [rows], its
+    :func:`~..dataplane.regressions`). INVALID_ARGUMENT for outputs that do not fit."""
+    if method == "classify":
+        classified = classifications(outputs)
+        shape = (classified.num_examples, classified.num_classes)
+        labels = np.empty(shape, dtype=object)
+        labels[...] = classified.labels if classified.labels is not None else ""
+        scores = classified.scores if classified.scores is not None else np.zeros(
+            shape, np.float32)
+        return {sinks.CLASSES: labels, sinks.SCORES: scores}
+    if method == "regress":
+        return {sinks.VALUE: regressions(outputs)}
+    return outputs

@@ -5,7 +5,10 @@ are written to ``<output dir>/part-<index>.<ext>`` through a temporary name in t
 directory and renamed when complete, so a cancelled or crashed job leaves only complete shards.
 After each shard the manifest (``manifest.json``: the job's source, signature and, per
 completed shard, its file and rows) is rewritten the same way; :func:`completed_shards` reads it
-back so that a resumed job skips what is done. Formats: Parquet (``pyarrow``) and ``.npz``.
+back so that a resumed job skips what is done. Formats: Parquet (``pyarrow``) and ``.npz``
+(:func:`write_shard`: tables), and ``prediction_log`` (:func:`write_prediction_log`: TFRecord
+files of ``tensorflow.serving.PredictionLog``, one record per row, as TF Serving's request
+logging and TFX's BulkInferrer write them; TensorFlow is imported where one is written).
 
 Called on worker threads (blocking file I/O). Errors are ServingError naming the file:
 RESOURCE_EXHAUSTED for a full disk, FAILED_PRECONDITION for other write failures.
@@ -18,14 +21,21 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..core.status import Code, ServingError, invalid_argument
+from ..dataplane import Classifications
+from ..grpc import codec
 
-OUTPUT_FORMATS = {"parquet": ".parquet", "npz": ".npz"}
+OUTPUT_FORMATS = {"parquet": ".parquet", "npz": ".npz", "prediction_log": ".tfrecord"}
+TABLE_FORMATS = ("parquet", "npz")
 MANIFEST = "manifest.json"
+# The result columns of a classify (TF Serving's ClassificationResult: per row, K labels and
+# K scores) and of a regress (its RegressionResult's one value per row).
+CLASSES, SCORES, VALUE = "classes", "scores", "value"
 
 
 def shard_file(directory: str, index: int, fmt: str) -> str:
@@ -65,9 +75,9 @@ def write_shard(path: str, columns: Mapping[str, np.ndarray], fmt: str) -> int:
     """Write ``columns`` (all with the same number of rows) to ``path`` in ``fmt``, whole or
     not at all; the number of rows. Rows of more than one dimension are flattened in Parquet
     (their shape is in the npz form)."""
-    if fmt not in OUTPUT_FORMATS:
-        raise invalid_argument(f"Unknown output format {fmt!r} (one of "
-                               f"{', '.join(sorted(OUTPUT_FORMATS))})")
+    if fmt not in TABLE_FORMATS:
+        raise invalid_argument(f"Unknown table format {fmt!r} (one of "
+                               f"{', '.join(TABLE_FORMATS)})")
     lengths = {int(np.shape(v)[0]) for v in columns.values()}
     if len(lengths) != 1:
         raise invalid_argument(f"The columns of {path} have different row counts: {lengths}")
@@ -87,6 +97,95 @@ def write_shard(path: str, columns: Mapping[str, np.ndarray], fmt: str) -> int:
 
     _write_atomically(path, write)
     return rows
+
+
+@dataclass(frozen=True)
+class LogSpec:
+    """What a shard's PredictionLogs say of the call: ``method`` (``predict``, ``classify`` or
+    ``regress``), and the model, the version that answered and the signature (each log's
+    request and response ``model_spec``)."""
+
+    method: str
+    model: str
+    version: int
+    signature_name: str
+
+
+def _prediction_logs(log: LogSpec, inputs: Mapping[str, np.ndarray],
+                     results: Mapping[str, np.ndarray], rows: int) -> list[bytes]:
+    """One serialized PredictionLog per row (see :func:`write_prediction_log`)."""
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        prediction_log_pb2,
+        regression_pb2,
+    )
+
+    entries = [prediction_log_pb2.PredictionLog() for _ in range(rows)]
+    if log.method == "predict":
+        calls = [entry.predict_log for entry in entries]
+        for i, call in enumerate(calls):
+            for name, values in inputs.items():
+                codec.array_into(call.request.inputs[name], values[i:i + 1], name=name)
+            for name, values in results.items():
+                codec.array_into(call.response.outputs[name], values[i:i + 1], name=name)
+    else:
+        # The shard's result as one ClassificationResult / RegressionResult, cut into rows.
+        if log.method == "classify":
+            calls = [entry.classify_log for entry in entries]
+            classified = classification_pb2.ClassificationResult()
+            scores = np.asarray(results[SCORES])
+            codec.classification_result_into(classified, Classifications(
+                np.asarray(results[CLASSES]).tolist(), scores, rows, scores.shape[1]), rows)
+            per_row = [(call.response.result.classifications, c)
+                       for call, c in zip(calls, classified.classifications, strict=True)]
+        else:
+            calls = [entry.regress_log for entry in entries]
+            regressed = regression_pb2.RegressionResult()
+            codec.regression_result_into(regressed, np.asarray(results[VALUE]), rows)
+            per_row = [(call.response.result.regressions, r)
+                       for call, r in zip(calls, regressed.regressions, strict=True)]
+        (examples,) = inputs.values()
+        for call, example, (into, result) in zip(calls, examples, per_row, strict=True):
+            call.request.input.example_list.examples.add().MergeFromString(example)
+            into.add().CopyFrom(result)
+    for call in calls:
+        for spec in (call.request.model_spec, call.response.model_spec):
+            codec.fill_model_spec(spec, log.model, log.version, log.signature_name)
+    return [entry.SerializeToString() for entry in entries]
+
+
+def write_prediction_log(path: str, log: LogSpec, inputs: Mapping[str, np.ndarray],
+                         results: Mapping[str, np.ndarray]) -> int:
+    """Write one ``PredictionLog`` per row to the TFRecord file ``path``, whole or not at all;
+    the number of rows. ``inputs``: the rows as the signature took them (classify and regress:
+    its one input, the serialized tf.Examples); ``results``: the signature's outputs (predict),
+    :data:`CLASSES` and :data:`SCORES` [rows, K] (classify), :data:`VALUE` (regress). Each log
+    holds its row alone: predict, a ``predict_log`` whose request and response hold the row's
+    inputs and outputs as tensors with a batch dimension of 1; classify and regress, a
+    ``classify_log`` or ``regress_log`` whose request's example list holds the row's
+    tf.Example and whose response holds its result. Request and response name the model,
+    version and signature of ``log``."""
+    lengths = {int(np.shape(v)[0]) for v in (*inputs.values(), *results.values())}
+    if len(lengths) != 1:
+        raise invalid_argument(f"The columns of {path} have different row counts: {lengths}")
+    from ..platforms.tensorflow import configure_tensorflow
+
+    configure_tensorflow()  # GPU memory growth, as before a model loads
+    import tensorflow as tf
+
+    records = _prediction_logs(log, inputs, results, lengths.pop())
+
+    def write(tmp: str) -> None:
+        try:
+            with tf.io.TFRecordWriter(tmp) as writer:
+                for record in records:
+                    writer.write(record)
+        except tf.errors.OpError as exc:  # as OSError: _write_atomically maps it to a code
+            full = exc.error_code == tf.errors.RESOURCE_EXHAUSTED
+            raise OSError(errno.ENOSPC if full else errno.EIO, exc.message) from None
+
+    _write_atomically(path, write)
+    return len(records)
 
 
 def write_manifest(directory: str, manifest: Mapping[str, Any]) -> None:

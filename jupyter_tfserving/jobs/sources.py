@@ -2,15 +2,19 @@
 
 A source is one file or many (a directory, a glob, a list), of one format: ``.npy`` (one
 array: its column is named by the caller), ``.npz`` (named arrays), Parquet and CSV (read with
-``pyarrow``). Every path must lie inside one of the allowed roots (the server's ``root_dir``
-and the repository), after symlinks are resolved: anything else is PERMISSION_DENIED, as every
-path the server is given. Arrays are loaded without pickle (``allow_pickle=False``): nothing
-from a data set is ever unpickled.
+``pyarrow``), or TFRecord files of serialized ``tf.Example`` (``.tfrecord``, ``.tfrecords``;
+GZIP-compressed with ``.gz`` after either; read with TensorFlow). A TFRecord shard's columns are
+the records themselves, as they are in the file, under :data:`EXAMPLES_COLUMN`, and one column
+per key feature the caller names (a scalar feature of every record). Every path must lie
+inside one of the allowed roots (the server's ``root_dir`` and the repository), after symlinks
+are resolved: anything else is PERMISSION_DENIED, as every path the server is given. Arrays are
+loaded without pickle (``allow_pickle=False``): nothing from a data set is ever unpickled.
 
-:func:`open_source` lists the shards (cheap: file metadata only) in a fixed order, so a
-resumed job finds the same shards; :meth:`Source.read` reads one shard's rows. Called on worker
-threads (never the event loop): reading is blocking file I/O. ``pyarrow`` is imported where a
-Parquet or CSV file is read.
+:func:`open_source` lists the shards (cheap: file metadata only, but a scan of each TFRecord
+file to count its records) in a fixed order, so a resumed job finds the same shards;
+:meth:`Source.read` reads one shard's rows. Called on worker threads (never the event loop):
+reading is blocking file I/O. ``pyarrow`` is imported where a Parquet or CSV file is read,
+TensorFlow where a TFRecord file is.
 """
 
 from __future__ import annotations
@@ -26,8 +30,12 @@ import numpy as np
 from ..core.status import Code, ServingError, invalid_argument
 
 FORMATS = {".npy": "npy", ".npz": "npz", ".parquet": "parquet", ".pq": "parquet",
-           ".csv": "csv"}
+           ".csv": "csv", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}
+# TFRecord files that TensorFlow reads GZIP-compressed.
+GZIP_FORMATS = {".tfrecord.gz": "tfrecord", ".tfrecords.gz": "tfrecord"}
 DEFAULT_ROWS_PER_SHARD = 65_536
+# The column of a TFRecord shard that holds its serialized tf.Examples (object array of bytes).
+EXAMPLES_COLUMN = "__tf_example__"
 
 Columns = dict[str, np.ndarray]
 
@@ -78,11 +86,98 @@ def _expand(paths: str | Sequence[str]) -> list[str]:
 
 def format_of(path: str) -> str:
     """The format a file's extension names (INVALID_ARGUMENT for another)."""
-    ext = os.path.splitext(path)[1].lower()
+    name = path.lower()
+    for ext, fmt in GZIP_FORMATS.items():
+        if name.endswith(ext):
+            return fmt
+    ext = os.path.splitext(name)[1]
     if ext not in FORMATS:
         raise invalid_argument(f"Cannot read {path}: the extension {ext or '(none)'} is not one "
-                               f"of {', '.join(sorted(FORMATS))}")
+                               f"of {', '.join(sorted({*FORMATS, *GZIP_FORMATS}))}")
     return FORMATS[ext]
+
+
+def _records(path: str) -> Any:
+    """A ``tf.data`` dataset of the TFRecord file's records (GZIP for the ``.gz`` ones). The
+    process's TensorFlow is configured first (GPU memory growth), as before a model loads."""
+    from ..platforms.tensorflow import configure_tensorflow
+
+    configure_tensorflow()
+    import tensorflow as tf
+
+    gzip = any(path.lower().endswith(ext) for ext in GZIP_FORMATS)
+    return tf.data.TFRecordDataset(path, compression_type="GZIP" if gzip else "")
+
+
+def _count_records(path: str) -> int:
+    import tensorflow as tf
+
+    # Counted in batches: a reduce step per record costs tens of microseconds.
+    batches = _records(path).batch(1024)
+    return int(batches.reduce(np.int64(0),
+                              lambda n, batch: n + tf.shape(batch, out_type=tf.int64)[0]))
+
+
+def _read_records(path: str, start: int, stop: int, where: str) -> np.ndarray:
+    """Records ``[start, stop)`` of a TFRecord file, as they are in it (object array of
+    bytes); DATA_LOSS naming ``where`` when the file holds fewer."""
+    import tensorflow as tf
+
+    records = _records(path).skip(start).take(stop - start).batch(stop - start)
+    try:
+        values = records.get_single_element().numpy()
+    except tf.errors.InvalidArgumentError:  # an empty dataset: the file holds no such records
+        values = np.empty(0, dtype=object)
+    if len(values) != stop - start:
+        raise ServingError(Code.DATA_LOSS, f"{where}: only {len(values)} of these records are "
+                           "in the file now")
+    return np.asarray(values, dtype=object)
+
+
+def _parse_examples(records: np.ndarray, start: int, where: str) -> list[Any]:
+    """Each record as a ``tf.train.Example`` (INVALID_ARGUMENT naming ``where`` and the first
+    record that is not one; record ``i`` of ``records`` is record ``start + i`` of the file)."""
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
+    examples: list[Any] = []
+    for i, record in enumerate(records):
+        try:
+            examples.append(tf.train.Example.FromString(record))
+        except DecodeError:
+            raise invalid_argument(f"{where}: record {start + i} is not a tf.Example") from None
+    return examples
+
+
+# A key feature's kind -> its column's dtype (bytes in an object array, as the other formats').
+_KEY_DTYPES: dict[str, np.dtype[Any]] = {
+    "float_list": np.dtype(np.float32), "int64_list": np.dtype(np.int64),
+    "bytes_list": np.dtype(object)}
+
+
+def _key_column(examples: Sequence[Any], name: str, start: int, where: str) -> np.ndarray:
+    """The scalar feature ``name`` of every example (float32, int64, or bytes in an object
+    array); INVALID_ARGUMENT naming ``where`` and the record where it is missing, is not one
+    value, or is of another kind than in the first record."""
+    kind: str | None = None
+    values: list[Any] = []
+    for i, example in enumerate(examples):
+        features = example.features.feature
+        found = features[name].WhichOneof("kind") if name in features else None
+        if found is None:
+            raise invalid_argument(f"{where}: record {start + i} has no feature {name}")
+        if kind is not None and found != kind:
+            raise invalid_argument(f"{where}: feature {name} is a {found} in record {start + i}"
+                                   f" but a {kind} in record {start}")
+        kind = found
+        value = getattr(features[name], found).value
+        if len(value) != 1:
+            raise invalid_argument(f"{where}: feature {name} of record {start + i} holds "
+                                   f"{len(value)} values; a key is one value")
+        values.append(value[0])
+    out = np.empty(len(values), dtype=_KEY_DTYPES[kind or "bytes_list"])
+    out[:] = values
+    return out
 
 
 def _file_rows(path: str, fmt: str) -> int:
@@ -102,6 +197,8 @@ def _file_rows(path: str, fmt: str) -> int:
         import pyarrow.parquet as pq
 
         return int(pq.ParquetFile(path).metadata.num_rows)
+    if fmt == "tfrecord":
+        return _count_records(path)
     return len(_read_csv(path))
 
 
@@ -174,30 +271,46 @@ def _table_columns(table: Any, path: str) -> Columns:
 
 @dataclass(frozen=True)
 class Source:
-    """A listed data set: its files' format, its shards, and the column an ``.npy`` file's
-    array is named."""
+    """A listed data set: its files' format, its shards, the column an ``.npy`` file's array
+    is named, and the features of a TFRecord file's records read as key columns."""
 
     format: str
     shards: tuple[Shard, ...]
     npy_column: str = "x"
+    keys: tuple[str, ...] = ()
 
     @property
     def rows(self) -> int:
         return sum(s.rows for s in self.shards)
 
+    def where(self, shard: Shard) -> str:
+        """The shard as errors name it: its file and rows (records, for TFRecord)."""
+        unit = "records" if self.format == "tfrecord" else "rows"
+        return f"{shard.path} {unit} {shard.start}-{shard.stop}"
+
     def read(self, shard: Shard) -> Columns:
-        """The shard's rows, by column. DATA_LOSS naming the file and rows when it cannot be
-        read (a file changed or truncated since it was listed)."""
+        """The shard's rows, by column: a TFRecord shard's records under
+        :data:`EXAMPLES_COLUMN` and its key features (INVALID_ARGUMENT naming the file and the
+        record that is not a tf.Example or lacks one as a single value). DATA_LOSS naming the
+        file and rows when it cannot be read (a file changed or truncated since it was
+        listed, a corrupt record)."""
         try:
             return self._read(shard)
         except ServingError:
             raise
-        except Exception as exc:  # numpy's and pyarrow's many error types
+        except Exception as exc:  # numpy's, pyarrow's and TensorFlow's many error types
             raise ServingError(Code.DATA_LOSS, f"Cannot read rows {shard.start}-{shard.stop} of "
                                f"{shard.path}: {type(exc).__name__}: {exc}") from None
 
     def _read(self, shard: Shard) -> Columns:
         rows = slice(shard.start, shard.stop)
+        if self.format == "tfrecord":
+            where = self.where(shard)
+            records = _read_records(shard.path, shard.start, shard.stop, where)
+            examples = _parse_examples(records, shard.start, where)
+            return {EXAMPLES_COLUMN: records,
+                    **{name: _key_column(examples, name, shard.start, where)
+                       for name in self.keys}}
         if self.format == "npy":
             array = np.load(shard.path, mmap_mode="r", allow_pickle=False)
             return {self.npy_column: np.array(array[rows])}
@@ -212,14 +325,20 @@ class Source:
 
 
 def open_source(paths: str | Sequence[str], roots: Sequence[str], *,
-                rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, npy_column: str = "x") -> Source:
+                rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, npy_column: str = "x",
+                keys: Sequence[str] = ()) -> Source:
     """List the data set ``paths`` (files, directories, globs) inside ``roots`` and cut it
     into shards of at most ``rows_per_shard`` rows (a shard never spans two files). All files
-    must have one format. Raises ServingError: PERMISSION_DENIED outside the roots, NOT_FOUND
-    for nothing matching, INVALID_ARGUMENT for an unknown or mixed format or a malformed file.
+    must have one format. ``keys``: the features a TFRecord file's records are read with as
+    columns (ignored for the other formats, whose every column is read). Raises ServingError:
+    PERMISSION_DENIED outside the roots, NOT_FOUND for nothing matching, INVALID_ARGUMENT for
+    an unknown or mixed format, a malformed file or the key :data:`EXAMPLES_COLUMN`.
     Blocking."""
     if rows_per_shard <= 0:
         raise invalid_argument(f"rows_per_shard must be positive; was {rows_per_shard}")
+    if EXAMPLES_COLUMN in keys:
+        raise invalid_argument(f"{EXAMPLES_COLUMN} is not a key: it names a TFRecord file's "
+                               "records")
     files = [confine(p, roots) for p in _expand(paths)]
     formats = {format_of(f) for f in files}
     if len(formats) != 1:
@@ -235,7 +354,7 @@ def open_source(paths: str | Sequence[str], roots: Sequence[str], *,
             raise invalid_argument(f"Cannot read {path}: {type(exc).__name__}: {exc}") from None
         for start in range(0, rows, rows_per_shard):
             shards.append(Shard(len(shards), path, start, min(rows, start + rows_per_shard)))
-    return Source(fmt, tuple(shards), npy_column)
+    return Source(fmt, tuple(shards), npy_column, tuple(keys))
 
 
 def select_inputs(columns: Columns, inputs: Iterable[str], where: str) -> Columns:

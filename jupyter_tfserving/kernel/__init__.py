@@ -1,5 +1,5 @@
-"""The kernel side: ``serve()``, ``dashboard()``, ``%tfserving``, the REST client and the
-embedded server.
+"""The kernel side: ``serve()``, ``dashboard()``, ``bulk_predict()``, ``evaluate()``,
+``%tfserving``, the REST client and the embedded server.
 
 Talks to the server only over REST (DESIGN §1); imports nothing of jupyter_server except in
 ``embedded`` (the fallback server itself), and TensorFlow only to export a model.
@@ -7,9 +7,12 @@ Talks to the server only over REST (DESIGN §1); imports nothing of jupyter_serv
 
 from __future__ import annotations
 
+from .bulk import BulkJob, JobFailed, bulk_predict, job, jobs
 from .client import ServerUnavailable, TFServingClient, TFServingError, find_server
+from .evaluation import Evaluation, evaluate
 from .serving import ServedModel, connect, serve
 from .widgets import Dashboard, dashboard
 
-__all__ = ["Dashboard", "ServedModel", "ServerUnavailable", "TFServingClient", "TFServingError",
-           "connect", "dashboard", "find_server", "serve"]
+__all__ = ["BulkJob", "Dashboard", "Evaluation", "JobFailed", "ServedModel", "ServerUnavailable",
+           "TFServingClient", "TFServingError", "bulk_predict", "connect", "dashboard",
+           "evaluate", "find_server", "job", "jobs", "serve"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import os
 import secrets
 import socket
@@ -67,6 +68,8 @@ class EmbeddedServer:
         # the extension's own options builder: its defaults, limits and signing key
         options = TFServingApp(model_root=self.model_root,
                                file_system_poll_wait_seconds=self.poll_wait).service_options()
+        # no Jupyter server: jobs may use the kernel's working directory, as its notebook does
+        options = dataclasses.replace(options, job_roots=(os.getcwd(),))
         self.service = ModelService(options)
         body_limit = ServerApp.class_traits()["max_body_size"].default_value
         app = web.Application(

@@ -99,9 +99,13 @@ def tfserving_magic(line: str) -> None:
 
 
 def register(ipython: Any) -> None:
-    """Register ``%tfserving`` and put ``serve`` and ``dashboard`` in the user namespace."""
+    """Register ``%tfserving`` and put ``serve``, ``dashboard``, ``bulk_predict`` and
+    ``evaluate`` in the user namespace."""
+    from .bulk import bulk_predict
+    from .evaluation import evaluate
     from .serving import serve
     from .widgets import dashboard
 
     ipython.register_magic_function(tfserving_magic, magic_kind="line", magic_name="tfserving")
-    ipython.push({"serve": serve, "dashboard": dashboard})
+    ipython.push({"serve": serve, "dashboard": dashboard, "bulk_predict": bulk_predict,
+                  "evaluate": evaluate})

@@ -20,13 +20,16 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..core.status import ServingError
 from ..core.validation import check_model_name
+from .bulk import BulkJob, bulk_predict
 from .client import ServerUnavailable, TFServingClient, TFServingError, find_server
+from .evaluation import Evaluation, evaluate
 from .export import ExportError, export_version
 
 _connection: TFServingClient | None = None
@@ -196,6 +199,27 @@ class ServedModel:
     def unload(self) -> dict[str, Any]:
         """Stop serving this version (its files stay in the repository)."""
         return self.client.unload(self.name, self.version)
+
+    def predict_dataset(self, data: Any, output: str | None = None,
+                        **options: Any) -> BulkJob:
+        """Run this version over a data set as a server-side bulk job, with a progress bar;
+        the job's handle (``.wait()``, ``.cancel()``, ``.result()``). ``data``: a path the
+        server reads (file, directory, glob), or an array, dict of arrays or DataFrame sent
+        along; ``options``: those of :func:`~.bulk.bulk_predict` (``batch_size``,
+        ``output_format``, ``method``, ``wait``...)."""
+        return bulk_predict(self.name, data, output, version=self.version, client=self.client,
+                            **options)
+
+    def evaluate(self, data: Any, labels: Any, against: Sequence[int] | None = None,
+                 **options: Any) -> Evaluation:
+        """Compare this version with ``against`` (default: the model's other AVAILABLE
+        versions) on labelled data; see :func:`~.evaluation.evaluate`."""
+        model = self.client.model(self.name)
+        others = [int(v["version"]) for v in model.get("versions", [])
+                  if v.get("state") == "AVAILABLE" and int(v["version"]) != self.version]
+        versions = [*(against if against is not None else sorted(others)), self.version]
+        return evaluate(self.name, data, labels, versions=versions, client=self.client,
+                        **options)
 
     def wait(self, timeout: float = 300.0) -> ServedModel:
         wait_until_available(self.client, self.name, self.version, timeout)

@@ -1,14 +1,16 @@
 """``dashboard()``: a live ipywidgets panel of the served models (DESIGN §6).
 
 Per model: a header with the traffic split, a table of its versions (state, labels, in-flight
-handles, requests, errors, p50/p99 latency, traffic share), one PNG of the versions' latency
-histograms overlaid (matplotlib ``Figure`` + Agg, never pyplot: a notebook's inline backend
-must not pick the figures up), and controls: a version, a canary weight, and the buttons
-Promote / Canary / Rollback / Unload.
+handles, requests, errors, p50/p99 latency, traffic share) with the model's last evaluation in
+this kernel beside it (``evaluate``), its bulk jobs with their progress, one PNG of the
+versions' latency histograms overlaid (matplotlib ``Figure`` + Agg, never pyplot: a notebook's
+inline backend must not pick the figures up), and controls: a version, a canary weight, and the
+buttons Promote / Canary / Rollback / Unload.
 
 Where the data comes from: ``GET P/api/models`` (or ``P/api/models/NAME``) for versions,
-labels, refcounts and traffic, and ``GET P/api/stats`` for requests, errors and latency
-buckets, over REST like every kernel-side call (DESIGN §1).
+labels, refcounts and traffic, ``GET P/api/stats`` for requests, errors and latency
+buckets, and ``GET P/api/jobs`` for the bulk jobs, over REST like every kernel-side call
+(DESIGN §1).
 
 Threads: :meth:`Dashboard.refresh` runs on the background thread :meth:`Dashboard.start`
 starts (one per dashboard, a daemon, stopped by :meth:`Dashboard.stop`, :meth:`Dashboard.close`
@@ -36,6 +38,7 @@ import numpy as np
 from ..core.status import ServingError
 from ..core.validation import check_model_name
 from .client import TFServingClient, TFServingError
+from .evaluation import last_evaluation
 from .serving import ServedModel, find_version
 
 # matplotlib's tab10: one fixed colour per version number, the same in every dashboard
@@ -162,8 +165,11 @@ class ModelPanel(widgets.VBox):
             button.on_click(lambda _b, act=action: self._run(act))
             self.buttons[label] = button
         self.status = widgets.HTML()
+        self.evaluation = widgets.HTML(layout=widgets.Layout(margin="0 0 0 24px"))
+        self.jobs = widgets.HTML()
         controls = widgets.HBox([self.versions, self.weight, *self.buttons.values()])
-        super().__init__([self.header, self.table, controls, self.status, self.image],
+        super().__init__([self.header, widgets.HBox([self.table, self.evaluation]), controls,
+                          self.status, self.jobs, self.image],
                          layout=widgets.Layout(margin="0 0 12px 0"))
 
     # ------------------------------------------------------------------ actions
@@ -209,9 +215,11 @@ class ModelPanel(widgets.VBox):
 
     # ------------------------------------------------------------------ updates
 
-    def update(self, model: dict[str, Any], stats: dict[int, dict[str, Any]]) -> None:
-        """Show ``model`` (its ``GET P/api/models/NAME`` JSON) and ``stats`` (version ->
-        its ``GET P/api/stats`` entry). Only what changed is sent to the front end."""
+    def update(self, model: dict[str, Any], stats: dict[int, dict[str, Any]],
+               jobs: Sequence[dict[str, Any]] = ()) -> None:
+        """Show ``model`` (its ``GET P/api/models/NAME`` JSON), ``stats`` (version -> its
+        ``GET P/api/stats`` entry), the model's bulk ``jobs`` (``GET P/api/jobs`` entries) and
+        its last evaluation in this kernel. Only what changed is sent to the front end."""
         traffic = {int(v): share for v, share in (model.get("traffic") or {}).items()}
         split = " · ".join(
             f'<span style="color:{version_colour(v)}">v{v}</span> {_share(s)}'
@@ -219,6 +227,10 @@ class ModelPanel(widgets.VBox):
         _set(self.header, f'<b style="font-size:1.1em">{html.escape(self.name)}</b>'
                           f'&nbsp;&nbsp;traffic: {split}')
         _set(self.table, self._table_html(model, stats, traffic))
+        evaluation = last_evaluation(self.name)
+        _set(self.evaluation, "" if evaluation is None else
+             "<small>Last evaluation</small>" + evaluation.to_html())
+        _set(self.jobs, jobs_html(jobs))
         self._update_controls(model)
         self._update_image(model, stats)
 
@@ -291,9 +303,40 @@ class ModelPanel(widgets.VBox):
 
     def close(self) -> None:
         for child in (self.header, self.table, self.image, self.versions, self.weight,
-                      *self.buttons.values(), self.status, *self.children):
+                      *self.buttons.values(), self.status, self.evaluation, self.jobs,
+                      *self.children):
             child.close()
         super().close()
+
+
+# How many ended jobs a model's panel lists (the running ones are always listed).
+ENDED_JOBS_SHOWN = 3
+
+
+def jobs_html(jobs: Sequence[dict[str, Any]]) -> str:
+    """A model's bulk jobs as HTML: every running one with a progress bar, rows per second and
+    ETA, then the last few that ended (with the error of a failed one). Empty without jobs."""
+    running = [j for j in jobs if j["state"] in ("pending", "running")]
+    ended = [j for j in jobs if j["state"] not in ("pending", "running")][-ENDED_JOBS_SHOWN:]
+    rows = []
+    for job in [*running, *reversed(ended)]:
+        total, done = int(job.get("rows_total") or 0), int(job.get("rows_done") or 0)
+        share = done / total if total else (1.0 if job["state"] == "completed" else 0.0)
+        rate, eta = job.get("rows_per_second"), job.get("eta_seconds")
+        detail = f"{done:,}/{total:,} rows"
+        if job["state"] == "running" and rate:
+            detail += f" · {rate:,.0f} rows/s" + (f" · ETA {eta:,.0f} s" if eta else "")
+        if job.get("error"):
+            detail += f' · <span style="color:#d62728">{html.escape(job["error"])}</span>'
+        rows.append(
+            f'<tr data-job="{html.escape(job["id"])}"><td style="padding:2px 8px">'
+            f'job {html.escape(job["id"])} v{job["version"]}</td>'
+            f'<td style="padding:2px 8px">{html.escape(job["state"])}</td>'
+            f'<td style="padding:2px 8px"><progress max="1" value="{share:.4f}"></progress>'
+            f'</td><td style="padding:2px 8px">{detail}</td></tr>')
+    if not rows:
+        return ""
+    return '<table style="border-collapse:collapse">' + "".join(rows) + "</table>"
 
 
 def _set(widget: widgets.HTML, value: str) -> None:
@@ -363,14 +406,16 @@ class Dashboard(widgets.VBox):
                             raise
                         models = []
                 stats = self.client.call("GET", "/api/stats", timeout=timeout)
+                jobs = self.client.call("GET", "/api/jobs", timeout=timeout)["jobs"]
             except TFServingError as exc:
                 _set(self.status, _error_html(
                     f"{exc.message} (showing the last state; retrying)"))
                 return False
-            self._show(models, stats)
+            self._show(models, stats, jobs)
             return True
 
-    def _show(self, models: list[dict[str, Any]], stats: dict[str, Any]) -> None:
+    def _show(self, models: list[dict[str, Any]], stats: dict[str, Any],
+              jobs: Sequence[dict[str, Any]] = ()) -> None:
         by_version = {m["name"]: {int(v["version"]): v for v in m.get("versions", [])}
                       for m in stats.get("models", [])}
         names = [m["name"] for m in models]
@@ -382,7 +427,8 @@ class Dashboard(widgets.VBox):
                     self.panels[new] = ModelPanel(self.client, new, self._refresh_quietly)
             self.children = [self._title, self.status, *(self.panels[n] for n in names)]
         for model in models:
-            self.panels[model["name"]].update(model, by_version.get(model["name"], {}))
+            self.panels[model["name"]].update(model, by_version.get(model["name"], {}),
+                                              [j for j in jobs if j["model"] == model["name"]])
         if not models:
             waiting = f"Model {self.name} is not served (yet)." if self.name else \
                 "No models are served yet: serve() one."

@@ -137,11 +137,31 @@ class ManagementHandler(RoutedHandler):
     async def tfserving_config(self) -> None:
         await self.answer(self.control.tfserving_config)
 
+    async def list_jobs(self) -> None:
+        await self.answer(self.service.jobs.list)
+
+    async def start_job(self) -> None:
+        doc = await self._json_body()
+        if doc is None:
+            return
+        await self.answer(self.service.jobs.start, doc, status=201)
+
+    async def get_job(self, job: str) -> None:
+        await self.answer(self.service.jobs.get, job)
+
+    async def cancel_job(self, job: str) -> None:
+        await self.answer(self.service.jobs.cancel, job)
+
+    async def resume_job(self, job: str) -> None:
+        await self.answer(self.service.jobs.resume, job)
+
 
 @web.stream_request_body
 class UploadHandler(RoutedHandler):
     """``POST P/api/models/{m}/versions[?version=N][&rollout=stable|canary[&weight=W]]``:
-    publish a packed version directory, and roll it out (``ControlPlane.publish_version``).
+    publish a packed version directory, and roll it out (``ControlPlane.publish_version``);
+    ``POST P/api/datasets?format=npy|npz|parquet``: keep a data set for bulk jobs
+    (``JobOperations.store_dataset``).
 
     The body is not held in memory: it streams, chunk by chunk (each written on a request
     thread), into an unnamed temporary file in the repository's file system, which the control
@@ -210,6 +230,17 @@ class UploadHandler(RoutedHandler):
         self._spool.seek(0)
         await self.answer(self.control.publish_version, model, self._spool, number, rollout,
                           weight, status=201)
+
+    async def store_dataset(self) -> None:
+        """``POST P/api/datasets?format=npy|npz|parquet``: keep a small data set for jobs."""
+        if self._too_large:
+            return self._answer_too_large(self._size)
+        fmt = self.get_query_argument("format", "parquet")
+        if not self._size or self._spool is None:
+            return self.send_serving_error(invalid_argument(
+                "The request body must be the data set: an .npz or a Parquet file"))
+        self._spool.seek(0)
+        await self.answer(self.service.jobs.store_dataset, self._spool, fmt, status=201)
 
     def _weight(self) -> float | None:
         text = self.get_query_argument("weight", None)

@@ -3,9 +3,9 @@
 Each :class:`Route` is (method, path under P, handler family, operation, authorizer action).
 :func:`api_handlers` turns the table into tornado URL specs for ``TFServingApp`` and the kernel's
 embedded server; the OpenAPI document (``openapi.json``) documents exactly these routes, which a
-test checks both ways. Paths use OpenAPI's template syntax: ``{model}`` and ``{label}`` are one
-path segment without ``:``, ``{version}`` is ASCII digits (anything else under ``P/v1/`` is
-TF Serving's 400 "Malformed request", elsewhere a JSON 404).
+test checks both ways. Paths use OpenAPI's template syntax: ``{model}``, ``{label}`` and
+``{job}`` are one path segment without ``:``, ``{version}`` is ASCII digits (anything else
+under ``P/v1/`` is TF Serving's 400 "Malformed request", elsewhere a JSON 404).
 """
 
 from __future__ import annotations
@@ -67,10 +67,16 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/models/{model}:rollback", ManagementHandler, "rollback", "write"),
     Route("POST", "/api/config:reload", ManagementHandler, "reload_config", "write"),
     Route("GET", "/api/config/tfserving", ManagementHandler, "tfserving_config", "read"),
+    Route("GET", "/api/jobs", ManagementHandler, "list_jobs", "read"),
+    Route("POST", "/api/jobs", ManagementHandler, "start_job", "write"),
+    Route("GET", "/api/jobs/{job}", ManagementHandler, "get_job", "read"),
+    Route("DELETE", "/api/jobs/{job}", ManagementHandler, "cancel_job", "write"),
+    Route("POST", "/api/jobs/{job}:resume", ManagementHandler, "resume_job", "write"),
+    Route("POST", "/api/datasets", UploadHandler, "store_dataset", "write"),
 )
 
-_PARAMETER = re.compile(r"\{(model|version|label)\}")
-_SEGMENT = {"model": r"[^/:]+", "label": r"[^/:]+", "version": r"[0-9]+"}
+_PARAMETER = re.compile(r"\{(model|version|label|job)\}")
+_SEGMENT = {"model": r"[^/:]+", "label": r"[^/:]+", "job": r"[^/:]+", "version": r"[0-9]+"}
 
 
 def path_regex(path: str) -> str:

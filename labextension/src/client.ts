@@ -14,9 +14,15 @@ import {
   actionRequest,
   errorBodyMessage,
   IApiRequest,
+  IJob,
+  IJobList,
   IModelDescription,
   IModelDescriptionList,
   IStatsResponse,
+  JobAction,
+  jobActionRequest,
+  parseJob,
+  parseJobList,
   parseModelDescription,
   parseModelList,
   parseStats
@@ -39,6 +45,10 @@ export interface ITFServingApi {
   metadata(model: string): Promise<unknown>;
   /** An action; the model afterwards. */
   act(model: string, action: Action): Promise<IModelDescription>;
+  /** `GET P/api/jobs`: the bulk jobs, oldest first. */
+  jobs(): Promise<IJobList>;
+  /** An action on a bulk job; the job as the server answers it. */
+  jobAct(id: string, action: JobAction): Promise<IJob>;
 }
 
 /** The management API of the server that serves this JupyterLab. */
@@ -81,6 +91,16 @@ export class TFServingClient implements ITFServingApi {
     return parseModelDescription(
       await this.request(actionRequest(model, action))
     );
+  }
+
+  async jobs(): Promise<IJobList> {
+    return parseJobList(
+      await this.request({ method: 'GET', path: 'api/jobs' })
+    );
+  }
+
+  async jobAct(id: string, action: JobAction): Promise<IJob> {
+    return parseJob(await this.request(jobActionRequest(id, action)));
   }
 
   /** One request under `P/`; its JSON answer, or an `ApiError`. */

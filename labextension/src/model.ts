@@ -9,7 +9,9 @@
  *   against the previous poll, and the recent history of p50 that the sparkline draws; a model
  *   or version that disappears is dropped (with its history);
  * - the actions (their requests, confirmations and titles), the REST URL and `curl` line, the
- *   pagination of versions, and the formatting of numbers, rates, latencies and shares.
+ *   pagination of versions, and the formatting of numbers, rates, latencies and shares;
+ * - the bulk jobs (`GET P/api/jobs`): parsing, order, paging, progress, ETA, and their actions
+ *   (cancel, resume, remove).
  */
 
 /** A servable's state (`ServableState` in openapi.json). */
@@ -758,12 +760,21 @@ export function actionTitle(action: Action): string {
   }
 }
 
+/** A question asked before an action: its title, body, the label of the button that goes
+ * ahead and, where "Cancel" would be ambiguous, of the one that does not. */
+export interface IConfirmation {
+  title: string;
+  body: string;
+  accept: string;
+  dismiss?: string;
+}
+
 /** What to ask before an action that takes traffic away from a version; null for one that
  * takes none (load, a new label, a label that already names the version). */
 export function confirmation(
   model: IModelView,
   action: Action
-): { title: string; body: string; accept: string } | null {
+): IConfirmation | null {
   const stable = model.labels['stable'];
   const canary = model.canary;
   const name = model.name;
@@ -1180,4 +1191,331 @@ function round(n: number): number {
 /** The states in their order (for a legend, a sort). */
 export function isKnownState(state: string): state is ServableState {
   return STATES.includes(state);
+}
+
+// ------------------------------------------------------------------------------------------
+// Bulk jobs
+// ------------------------------------------------------------------------------------------
+
+/** A bulk job's state (`Job.state` in openapi.json); `interrupted`: the server stopped while
+ * it ran. */
+export type JobState =
+  'pending' | 'running' | 'completed' | 'failed' | 'cancelled' | 'interrupted';
+
+/** In the order a summary lists them. */
+const JOB_STATES: ReadonlyArray<JobState> = [
+  'running',
+  'pending',
+  'failed',
+  'interrupted',
+  'cancelled',
+  'completed'
+];
+
+/** `Job`: an entry of `GET P/api/jobs`, and a job action's answer. */
+export interface IJob {
+  id: string;
+  /** One of `JobState` (an unknown state is passed through). */
+  state: string;
+  model: string;
+  /** The version the job runs (pinned when it started). */
+  version: number | null;
+  signature: string;
+  method: string;
+  inputs: string[];
+  output: string;
+  output_format: string;
+  rows_total: number;
+  rows_done: number;
+  shards_total: number;
+  shards_done: number;
+  rows_per_second: number | null;
+  eta_seconds: number | null;
+  /** When it was started, seconds since the epoch (null: not reported). */
+  created_at: number | null;
+  error: string | null;
+}
+
+/** `JobList` (`GET P/api/jobs`): oldest first, as the server lists them. */
+export interface IJobList {
+  jobs: IJob[];
+}
+
+/** One `Job`. */
+export function parseJob(doc: unknown): IJob {
+  if (
+    !isObject(doc) ||
+    typeof doc.id !== 'string' ||
+    typeof doc.state !== 'string'
+  ) {
+    throw new ApiError('parse', 200, 'a job has no "id" or "state"');
+  }
+  return {
+    id: doc.id,
+    state: doc.state,
+    model: str(doc.model),
+    version: versionNumber(doc.version),
+    signature: str(doc.signature, 'serving_default'),
+    method: str(doc.method, 'predict'),
+    inputs: Array.isArray(doc.inputs)
+      ? doc.inputs.filter((i): i is string => typeof i === 'string')
+      : [],
+    output: str(doc.output),
+    output_format: str(doc.output_format),
+    rows_total: num(doc.rows_total),
+    rows_done: num(doc.rows_done),
+    shards_total: num(doc.shards_total),
+    shards_done: num(doc.shards_done),
+    rows_per_second: numOrNull(doc.rows_per_second),
+    eta_seconds: numOrNull(doc.eta_seconds),
+    created_at: numOrNull(doc.created_at),
+    error: strOrNull(doc.error) || null
+  };
+}
+
+/** `GET P/api/jobs`. Entries that are not jobs are skipped. */
+export function parseJobList(doc: unknown): IJobList {
+  if (!isObject(doc) || !Array.isArray(doc.jobs)) {
+    throw new ApiError('parse', 200, 'the jobs answer has no "jobs" list');
+  }
+  const jobs: IJob[] = [];
+  for (const j of doc.jobs) {
+    try {
+      jobs.push(parseJob(j));
+    } catch {
+      // skip an entry the panel cannot read rather than lose the whole list
+    }
+  }
+  return { jobs };
+}
+
+/** Pending or running: it can be cancelled, and the panel polls faster. */
+export function isJobActive(job: IJob): boolean {
+  return job.state === 'pending' || job.state === 'running';
+}
+
+/** Newest first (by `created_at`; the server's order, reversed, for equal times). */
+export function sortJobs(jobs: ReadonlyArray<IJob>): IJob[] {
+  return jobs
+    .map((job, index) => ({ job, index }))
+    .sort(
+      (a, b) =>
+        (b.job.created_at ?? -Infinity) - (a.job.created_at ?? -Infinity) ||
+        b.index - a.index
+    )
+    .map(({ job }) => job);
+}
+
+/** How many ended jobs the panel shows at first, and how many more each "show more" adds. */
+export const JOB_PAGE = 10;
+
+/** The jobs the panel shows: every pending or running one and the `endedLimit` newest of the
+ * others, in the given order (newest first); and how many are hidden. */
+export function pageJobs(
+  jobs: ReadonlyArray<IJob>,
+  endedLimit: number
+): { shown: IJob[]; hidden: number } {
+  const shown: IJob[] = [];
+  let ended = 0;
+  for (const job of jobs) {
+    if (isJobActive(job)) {
+      shown.push(job);
+    } else if (ended++ < endedLimit) {
+      shown.push(job);
+    }
+  }
+  return { shown, hidden: jobs.length - shown.length };
+}
+
+/** "1 running · 2 completed": how many jobs are in each state. */
+export function jobsSummary(jobs: ReadonlyArray<IJob>): string {
+  const counts = new Map<string, number>();
+  for (const job of jobs) {
+    counts.set(job.state, (counts.get(job.state) ?? 0) + 1);
+  }
+  const known: ReadonlyArray<string> = JOB_STATES;
+  const order = [
+    ...JOB_STATES,
+    ...Array.from(counts.keys())
+      .filter(s => !known.includes(s))
+      .sort()
+  ];
+  const parts = order
+    .filter(s => counts.has(s))
+    .map(s => `${counts.get(s)} ${s}`);
+  return parts.length ? parts.join(' · ') : 'none';
+}
+
+/** What a job runs: "half_plus_two v1". */
+export function jobTarget(job: IJob): string {
+  return job.version === null ? job.model : `${job.model} v${job.version}`;
+}
+
+/** A job's progress: the share of its rows done, and its rows and shards as text. */
+export interface IJobProgress {
+  /** Between 0 and 1; null before there is anything to count. */
+  fraction: number | null;
+  /** A whole percentage for a progress bar (0 to 100, and 100 only once all is done). */
+  percent: number;
+  /** "1,000 / 20,000 rows". */
+  rows: string;
+  /** "1 / 20 shards". */
+  shards: string;
+}
+
+export function jobProgress(job: IJob): IJobProgress {
+  let fraction: number | null = null;
+  if (job.rows_total > 0) {
+    fraction = job.rows_done / job.rows_total;
+  } else if (job.shards_total > 0) {
+    fraction = job.shards_done / job.shards_total;
+  } else if (job.state === 'completed') {
+    fraction = 1;
+  }
+  if (fraction !== null) {
+    fraction = Math.min(1, Math.max(0, fraction));
+  }
+  return {
+    fraction,
+    percent: fraction === null ? 0 : Math.floor(fraction * 100),
+    rows: `${formatCount(job.rows_done)} / ${formatCount(job.rows_total)} rows`,
+    shards: `${formatCount(job.shards_done)} / ${formatCount(job.shards_total)} shard${job.shards_total === 1 ? '' : 's'}`
+  };
+}
+
+/** A share done: `0%`, `<1%`, `42%`, `100%` (only when complete). */
+export function formatPercent(fraction: number | null): string {
+  if (fraction === null || !Number.isFinite(fraction)) {
+    return NONE;
+  }
+  if (fraction > 0 && fraction < 0.01) {
+    return '<1%';
+  }
+  return `${Math.floor(Math.min(1, Math.max(0, fraction)) * 100)}%`;
+}
+
+/** Rows per second: `850 rows/s`, `7.7k rows/s`, `– rows/s`. */
+export function formatRowRate(r: number | null): string {
+  return `${formatRate(r)} rows/s`;
+}
+
+/** A duration, e.g. an ETA: `<1 s`, `45 s`, `3 min 20 s`, `25 min`, `2 h 5 min`, `3 d 4 h`. */
+export function formatDuration(seconds: number | null): string {
+  if (seconds === null || !Number.isFinite(seconds) || seconds < 0) {
+    return NONE;
+  }
+  if (seconds < 0.5) {
+    return '<1 s';
+  }
+  const s = Math.round(seconds);
+  if (s < 60) {
+    return `${s} s`;
+  }
+  if (s < 600) {
+    return s % 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s / 60} min`;
+  }
+  const m = Math.round(s / 60);
+  if (m < 60) {
+    return `${m} min`;
+  }
+  const h = Math.floor(m / 60);
+  if (h < 24) {
+    return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+  }
+  const d = Math.floor(h / 24);
+  return h % 24 ? `${d} d ${h % 24} h` : `${d} d`;
+}
+
+/** The last `segments` parts of a path, after `…/` when there are more: the output directory
+ * as a narrow panel can show it. */
+export function shortPath(path: string, segments = 2): string {
+  const parts = path.replace(/[\\/]+$/, '').split(/[\\/]+/);
+  return parts.length > segments + 1
+    ? `…/${parts.slice(-segments).join('/')}`
+    : path;
+}
+
+/** An action on a bulk job. `remove`: the server forgets an ended job (its results stay). */
+export type JobAction = 'cancel' | 'resume' | 'remove';
+
+/** The actions a job's state allows, in the order the panel shows them. */
+export function jobActions(job: IJob): JobAction[] {
+  switch (job.state) {
+    case 'pending':
+    case 'running':
+      return ['cancel'];
+    case 'failed':
+    case 'cancelled':
+    case 'interrupted':
+      return ['resume', 'remove'];
+    case 'completed':
+      return ['remove'];
+    default:
+      return [];
+  }
+}
+
+/** The request of a job action (`DELETE` cancels a running job and forgets an ended one). */
+export function jobActionRequest(id: string, action: JobAction): IApiRequest {
+  const path = `api/jobs/${encodeURIComponent(id)}`;
+  return action === 'resume'
+    ? { method: 'POST', path: `${path}:resume`, body: {} }
+    : { method: 'DELETE', path };
+}
+
+/** A short name of a job action, e.g. "Cancel job abc". */
+export function jobActionTitle(id: string, action: JobAction): string {
+  const verb = { cancel: 'Cancel', resume: 'Resume', remove: 'Remove' }[action];
+  return `${verb} job ${id}`;
+}
+
+/** What to ask before a job action that stops work or loses the job's record; null for one
+ * that loses nothing (resume, removing a completed job). */
+export function jobConfirmation(
+  job: IJob,
+  action: JobAction
+): IConfirmation | null {
+  switch (action) {
+    case 'cancel': {
+      const p = jobProgress(job);
+      return {
+        title: `Cancel job ${job.id}?`,
+        body:
+          `The job on ${jobTarget(job)} stops after its current call, at ${formatPercent(p.fraction)} (${p.shards}). ` +
+          `Its complete shards stay in ${job.output}; Resume runs the rest.`,
+        accept: 'Cancel job',
+        dismiss: 'Keep running'
+      };
+    }
+    case 'remove':
+      return job.state === 'completed'
+        ? null
+        : {
+            title: `Remove job ${job.id}?`,
+            body: `The server forgets the ${job.state} job on ${jobTarget(job)}: it leaves the list and can no longer be resumed from here. Its results stay in ${job.output}.`,
+            accept: 'Remove job'
+          };
+    case 'resume':
+      return null;
+  }
+}
+
+/** What the panel says after a job action the server accepted (`job`: its answer). */
+export function describeJobAnswer(action: JobAction, job: IJob): string {
+  const title = jobActionTitle(job.id, action);
+  switch (action) {
+    case 'cancel':
+      if (isJobActive(job)) {
+        return `${title}: asked. It stops after its current call; its complete shards stay.`;
+      }
+      if (job.state === 'cancelled') {
+        return `${title}: done, at ${formatPercent(jobProgress(job).fraction)}.`;
+      }
+      // DELETE forgets a job that ended in the meantime
+      return `${title}: it had already ended (${job.state}), so the server removed it from the list. Its results stay in ${job.output}.`;
+    case 'resume':
+      return `${title}: done, ${job.state}; it skips the shards already written.`;
+    case 'remove':
+      return `${title}: done. Its results stay in ${job.output}.`;
+  }
 }

@@ -1,7 +1,8 @@
 /**
  * The side panel: a ReactWidget over `TFServingModel` (store.ts). Every model with its
  * versions (state, labels, handles, counters, latency, rates, traffic share, a sparkline of
- * p50), its failed loads, its actions with the server's answer inline, and how to call it.
+ * p50), its failed loads, its actions with the server's answer inline, and how to call it;
+ * above them the server's bulk jobs (progress, rate, ETA, error; cancel, resume, remove).
  *
  * It polls only while shown (`onAfterShow` / `onAfterHide`); it asks before any action that
  * takes traffic away from a version (`showDialog`); every control has an accessible name.
@@ -23,6 +24,7 @@ import {
   refreshIcon,
   ToolbarButtonComponent
 } from '@jupyterlab/ui-components';
+import { ProgressBar } from '@jupyterlab/statusbar';
 import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
@@ -35,12 +37,29 @@ import {
   formatLatency,
   formatRate,
   formatShare,
+  formatDuration,
+  formatPercent,
+  formatRowRate,
+  IConfirmation,
+  IJob,
+  IJobProgress,
   IModelView,
+  isJobActive,
   isKnownState,
   IVersionView,
+  JOB_PAGE,
+  JobAction,
+  jobActions,
+  jobActionTitle,
+  jobConfirmation,
+  jobProgress,
+  jobsSummary,
+  jobTarget,
   NONE,
+  pageJobs,
   pageVersions,
   parseWeight,
+  shortPath,
   sparklinePoints,
   summaryText,
   validLabel,
@@ -60,7 +79,7 @@ export const PANEL_ID = 'jupyter-tfserving-panel';
 /** What the view asks of its host (dialogs, the clipboard): injectable for tests. */
 export interface IPanelHost {
   /** Ask before an action; true to go ahead. */
-  confirm(c: { title: string; body: string; accept: string }): Promise<boolean>;
+  confirm(c: IConfirmation): Promise<boolean>;
   /** Ask for a label name; null when cancelled. */
   askLabel(title: string, current: string): Promise<string | null>;
   /** Copy text to the system clipboard; false when it could not. */
@@ -74,7 +93,9 @@ export const defaultHost: IPanelHost = {
       title: c.title,
       body: c.body,
       buttons: [
-        Dialog.cancelButton(),
+        Dialog.cancelButton(
+          c.dismiss ? { label: c.dismiss, ariaLabel: c.dismiss } : {}
+        ),
         Dialog.warnButton({ label: c.accept, ariaLabel: c.accept })
       ]
     });
@@ -204,6 +225,7 @@ export function PanelView(props: IViewProps): JSX.Element {
         )}
         <ConnectionBanner model={model} />
       </div>
+      <JobsSection {...props} />
       {snapshot === null ? (
         model.connection === 'connecting' ? (
           <p className="jp-TFServing-empty">Connecting to TF Serving…</p>
@@ -264,6 +286,234 @@ function ConnectionBanner(props: {
     >
       <span className="jp-TFServing-bannerText">{model.connectionMessage}</span>
       {hint || since ? ` — ${(hint + since).trim()}` : ''}
+    </div>
+  );
+}
+
+/** The labels of the job actions' buttons, and what each does. */
+const JOB_BUTTONS: Record<JobAction, { label: string; title: string }> = {
+  cancel: {
+    label: 'Cancel',
+    title: 'Stop the job after its current call; its complete shards stay'
+  },
+  resume: {
+    label: 'Resume',
+    title: 'Run the job again; it skips the shards already written'
+  },
+  remove: {
+    label: 'Remove',
+    title: 'Take the job off the list; its results stay on disk'
+  }
+};
+
+/** The server's bulk jobs, newest first: every pending or running one, and the newest of the
+ * ended ones (more on demand). Shown once the server lists a job. */
+function JobsSection(props: IViewProps): JSX.Element | null {
+  const { model, host } = props;
+  const [expanded, setExpanded] = React.useState(true);
+  const [limit, setLimit] = React.useState(JOB_PAGE);
+  const ids = React.useMemo(() => Private.ids(), []);
+  const jobs = model.jobs ?? [];
+  const result = model.jobsResult;
+  if (!model.jobsSupported || (!jobs.length && !result && !model.jobsMessage)) {
+    return null;
+  }
+  const { shown, hidden } = pageJobs(jobs, limit);
+  const stale =
+    model.jobs !== null &&
+    model.connection !== 'ok' &&
+    model.connection !== 'connecting';
+  const summary = jobsSummary(jobs);
+  return (
+    <section
+      className={`jp-TFServing-jobs${stale ? ' jp-mod-stale' : ''}`}
+      aria-labelledby={ids.title}
+      aria-busy={stale}
+    >
+      <div className="jp-TFServing-jobsHeader">
+        <ToolbarButtonComponent
+          className="jp-TFServing-toggle"
+          icon={expanded ? caretDownIcon : caretRightIcon}
+          tooltip={`${expanded ? 'Collapse' : 'Expand'} the bulk jobs`}
+          aria-expanded={expanded}
+          aria-controls={ids.body}
+          dataset={{ action: 'toggle-jobs' }}
+          onClick={() => setExpanded(!expanded)}
+        />
+        <h3 className="jp-TFServing-jobsTitle" id={ids.title}>
+          Bulk jobs
+        </h3>
+        <span
+          className="jp-TFServing-jobsSummary"
+          aria-label={`Bulk jobs: ${summary}`}
+        >
+          {summary}
+        </span>
+      </div>
+      <div className="jp-TFServing-jobsBody" id={ids.body} hidden={!expanded}>
+        {model.jobsMessage && (
+          <div className="jp-TFServing-jobsMessage" role="alert">
+            The jobs could not be listed: {model.jobsMessage}
+          </div>
+        )}
+        <ActionResult name="the bulk jobs" result={result} />
+        {jobs.length === 0 && model.jobs !== null && (
+          <div className="jp-TFServing-note">No bulk jobs.</div>
+        )}
+        <ul
+          className="jp-TFServing-jobList"
+          aria-label="Bulk jobs, newest first"
+        >
+          {shown.map(job => (
+            <JobRow
+              key={job.id}
+              job={job}
+              busy={model.isJobBusy(job.id)}
+              act={action => {
+                void Private.actJob(model, host, job, action);
+              }}
+            />
+          ))}
+        </ul>
+        {hidden > 0 && (
+          <Button
+            type="button"
+            small
+            className="jp-TFServing-more"
+            data-action="more-jobs"
+            aria-label={`Show ${Math.min(JOB_PAGE, hidden)} more ended jobs`}
+            onClick={() => setLimit(limit + JOB_PAGE)}
+          >
+            Show more jobs ({hidden} ended job{hidden === 1 ? '' : 's'} hidden)
+          </Button>
+        )}
+      </div>
+    </section>
+  );
+}
+
+/** One job: what it runs, its state, progress, rate and ETA, output, error, actions. */
+function JobRow(props: {
+  job: IJob;
+  busy: boolean;
+  act: (action: JobAction) => void;
+}): JSX.Element {
+  const { job, busy, act } = props;
+  const progress = jobProgress(job);
+  const active = isJobActive(job);
+  const status = job.state.replace(/[^a-z]/g, '') || 'unknown';
+  const started =
+    job.created_at !== null
+      ? new Date(job.created_at * 1000).toLocaleString()
+      : null;
+  const details = [
+    job.output_format,
+    job.method !== 'predict' ? job.method : '',
+    job.signature !== 'serving_default' ? `signature ${job.signature}` : ''
+  ].filter(Boolean);
+  return (
+    <li
+      className={`jp-TFServing-job jp-mod-${status}`}
+      data-job={job.id}
+      data-state={job.state}
+      aria-label={`Job ${job.id} on ${jobTarget(job)}: ${job.state}, ${formatPercent(progress.fraction)} done`}
+    >
+      <div className="jp-TFServing-jobHead">
+        <span className="jp-TFServing-jobTarget">{jobTarget(job)}</span>
+        <span
+          className={`jp-TFServing-state jp-TFServing-jobState jp-mod-${status}`}
+          data-state={job.state}
+        >
+          {job.state}
+        </span>
+        <span
+          className="jp-TFServing-jobId"
+          title={`Job ${job.id}${started ? `, started ${started}` : ''}`}
+        >
+          {job.id}
+        </span>
+        <div
+          className="jp-TFServing-jobActions"
+          role="group"
+          aria-label={`Actions on job ${job.id}`}
+        >
+          {jobActions(job).map(action => (
+            <Button
+              key={action}
+              type="button"
+              small
+              data-action={action}
+              disabled={busy}
+              aria-label={jobActionTitle(job.id, action)}
+              title={JOB_BUTTONS[action].title}
+              onClick={() => act(action)}
+            >
+              {JOB_BUTTONS[action].label}
+            </Button>
+          ))}
+        </div>
+      </div>
+      <div className="jp-TFServing-jobProgress">
+        <JobBar job={job} progress={progress} />
+        <span
+          className="jp-TFServing-jobPercent"
+          data-metric="percent"
+          data-value={progress.fraction ?? ''}
+        >
+          {formatPercent(progress.fraction)}
+        </span>
+      </div>
+      <div className="jp-TFServing-jobFacts">
+        <span data-metric="rows" data-value={job.rows_done}>
+          {progress.rows}
+        </span>
+        <span data-metric="shards" data-value={job.shards_done}>
+          {progress.shards}
+        </span>
+        {active && (
+          <span
+            data-metric="rate"
+            data-value={job.rows_per_second ?? ''}
+            title="Rows per second in this run"
+          >
+            {formatRowRate(job.rows_per_second || null)}
+          </span>
+        )}
+        {active && (
+          <span
+            data-metric="eta"
+            data-value={job.eta_seconds ?? ''}
+            title="Time left at the current rate"
+          >
+            ETA {formatDuration(job.eta_seconds)}
+          </span>
+        )}
+      </div>
+      <div
+        className="jp-TFServing-jobOutput"
+        title={`Inputs: ${job.inputs.join(', ') || NONE}\nOutput: ${job.output}`}
+      >
+        → {shortPath(job.output)} ({details.join(', ')})
+      </div>
+      {job.error && <div className="jp-TFServing-jobError">{job.error}</div>}
+    </li>
+  );
+}
+
+/** JupyterLab's progress bar, with an accessible name and value text. */
+function JobBar(props: { job: IJob; progress: IJobProgress }): JSX.Element {
+  const { job, progress } = props;
+  const ref = React.useRef<HTMLDivElement>(null);
+  const text = `${formatPercent(progress.fraction)}: ${progress.rows}, ${progress.shards}`;
+  React.useLayoutEffect(() => {
+    // ProgressBar takes no ARIA props: name its element here
+    const bar = ref.current?.querySelector('[role="progressbar"]');
+    bar?.setAttribute('aria-label', `Progress of job ${job.id}`);
+    bar?.setAttribute('aria-valuetext', text);
+  });
+  return (
+    <div className="jp-TFServing-jobBar" ref={ref} title={text}>
+      <ProgressBar percentage={progress.percent} />
     </div>
   );
 }
@@ -423,7 +673,7 @@ function ModelSection(props: IModelProps): JSX.Element {
             </Button>
           </div>
         )}
-        <ActionResult name={name} result={result} />
+        <ActionResult name={name} model={name} result={result} />
         <Endpoints {...props} />
         <FailedLoads view={view} />
         <ul
@@ -506,14 +756,16 @@ function ModelLabels(
 
 /** The server's answer to the last action (or a copy), read out by screen readers. */
 function ActionResult(props: {
+  /** What the actions were on: a model's name, or "the bulk jobs". */
   name: string;
+  model?: string;
   result: { kind: string; text: string } | undefined;
 }): JSX.Element {
-  const { name, result } = props;
+  const { name, model, result } = props;
   return (
     <div
       className={`jp-TFServing-result${result ? ` jp-mod-${result.kind}` : ''}`}
-      data-model={name}
+      data-model={model}
       data-kind={result?.kind ?? ''}
       role="status"
       aria-live="polite"
@@ -927,6 +1179,29 @@ namespace Private {
       model.note(view.name, {
         kind: 'error',
         text: `${actionTitle(action)}: ${error instanceof Error ? error.message : String(error)}`
+      });
+    }
+  }
+
+  /** Confirm when the job action stops work or loses the job, then run it. Never rejects. */
+  export async function actJob(
+    model: TFServingModel,
+    host: IPanelHost,
+    job: IJob,
+    action: JobAction
+  ): Promise<void> {
+    const title = jobActionTitle(job.id, action);
+    try {
+      const c = jobConfirmation(job, action);
+      if (c && !(await host.confirm(c))) {
+        model.noteJobs({ kind: 'info', text: `${title}: dismissed.` });
+        return;
+      }
+      await model.runJob(job, action);
+    } catch (error) {
+      model.noteJobs({
+        kind: 'error',
+        text: `${title}: ${error instanceof Error ? error.message : String(error)}`
       });
     }
   }

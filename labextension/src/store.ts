@@ -8,6 +8,10 @@
  * only the status-bar item is shown (it shows "N models · R req/s"); not at all otherwise; and
  * never while the browser tab is hidden (`standby: 'when-hidden'`). A failed poll backs off
  * (the Poll's exponential backoff, up to `maxInterval`) and the state says why.
+ *
+ * The bulk jobs (`GET P/api/jobs`) have a poll of their own, only while the panel is visible:
+ * every `jobInterval` ms while a job is pending or running, every `jobIdleInterval` ms
+ * otherwise. A server without the jobs API (404) shows no jobs.
  */
 
 import { IDisposable } from '@lumino/disposable';
@@ -21,11 +25,17 @@ import {
   actionTitle,
   curlLine,
   describeError,
+  describeJobAnswer,
   describeModelState,
   exampleBody,
+  IJob,
+  isJobActive,
   ISnapshot,
+  JobAction,
+  jobActionTitle,
   MetricsTracker,
-  predictUrl
+  predictUrl,
+  sortJobs
 } from './model';
 
 /** How the last poll went. */
@@ -69,6 +79,15 @@ export class TFServingModel implements IDisposable {
       name: 'jupyter_tfserving:stats',
       standby: 'when-hidden'
     });
+    this._jobInterval = options.jobInterval ?? 1000;
+    this._jobIdleInterval = options.jobIdleInterval ?? 5000;
+    this._jobsPoll = new Poll({
+      auto: false,
+      factory: () => this.updateJobs(),
+      frequency: this._jobsFrequency(),
+      name: 'jupyter_tfserving:jobs',
+      standby: 'when-hidden'
+    });
   }
 
   readonly api: ITFServingApi;
@@ -100,6 +119,27 @@ export class TFServingModel implements IDisposable {
     return this._lastUpdate;
   }
 
+  /** The bulk jobs, newest first; null until the server first lists them. */
+  get jobs(): IJob[] | null {
+    return this._jobs;
+  }
+
+  /** Why the jobs could not be listed, when the connection banner does not say it already
+   * ('' when all is well). */
+  get jobsMessage(): string {
+    return this._jobsMessage;
+  }
+
+  /** False when the server has no jobs API (an older server). */
+  get jobsSupported(): boolean {
+    return this._jobsSupported;
+  }
+
+  /** Whether the jobs poll is running (the panel is shown). */
+  get isPollingJobs(): boolean {
+    return this._panelVisible && !this._disposed;
+  }
+
   /** Whether the poll is running (the panel or the status-bar item is shown). */
   get isPolling(): boolean {
     return this._panelVisible || this._statusVisible;
@@ -116,6 +156,7 @@ export class TFServingModel implements IDisposable {
     }
     this._panelVisible = visible;
     this._schedule(visible);
+    this._scheduleJobs();
   }
 
   /** The status-bar item was shown or hidden. */
@@ -130,7 +171,10 @@ export class TFServingModel implements IDisposable {
   /** Poll now (when polling). */
   async refresh(): Promise<void> {
     if (this.isPolling && !this._disposed) {
-      await this._poll.refresh();
+      await Promise.all([
+        this._poll.refresh(),
+        this.isPollingJobs ? this._jobsPoll.refresh() : undefined
+      ]);
     }
   }
 
@@ -171,6 +215,99 @@ export class TFServingModel implements IDisposable {
       this._changed.emit();
       throw error;
     }
+  }
+
+  /**
+   * One poll of the jobs. Rejects (after recording why) when the server does not answer as
+   * expected, so that the Poll backs off; the last list stays.
+   */
+  async updateJobs(): Promise<void> {
+    const seq = ++this._jobsSeq;
+    try {
+      const list = await this.api.jobs();
+      if (seq !== this._jobsSeq || this._disposed) {
+        return;
+      }
+      this._setJobs(sortJobs(list.jobs));
+      this._jobsSupported = true;
+      this._jobsMessage = '';
+      this._changed.emit();
+    } catch (error) {
+      if (seq !== this._jobsSeq || this._disposed) {
+        return;
+      }
+      const missing =
+        error instanceof ApiError &&
+        error.kind === 'http' &&
+        error.status === 404;
+      // the connection banner already says when the server is unreachable or refuses
+      const banner =
+        error instanceof ApiError &&
+        (error.kind === 'network' || error.kind === 'forbidden');
+      this._jobsSupported = !missing;
+      this._jobsMessage = missing || banner ? '' : describeError(error);
+      this._changed.emit();
+      throw error;
+    }
+  }
+
+  /** The answer to the last action on a job, if any. */
+  get jobsResult(): IActionResult | undefined {
+    return this._jobsResult;
+  }
+
+  /** Whether an action on job `id` is under way. */
+  isJobBusy(id: string): boolean {
+    return this._jobsBusy.has(id);
+  }
+
+  /** Show a message in the jobs' answer area. */
+  noteJobs(result: IActionResult): void {
+    this._jobsResult = result;
+    this._changed.emit();
+  }
+
+  /**
+   * Run an action on a job (confirmations are the view's); the server's answer, also kept for
+   * `jobsResult`. Never rejects. The list shows the answer at once, then polls.
+   */
+  async runJob(job: IJob, action: JobAction): Promise<IActionResult> {
+    const title = jobActionTitle(job.id, action);
+    if (this._jobsBusy.has(job.id)) {
+      return {
+        kind: 'error',
+        text: `${title}: another action on it is under way`
+      };
+    }
+    this._jobsBusy.add(job.id);
+    this._jobsResult = { kind: 'pending', text: `${title}…` };
+    this._changed.emit();
+    let result: IActionResult;
+    let answer: IJob | null = null;
+    try {
+      answer = await this.api.jobAct(job.id, action);
+      result = { kind: 'ok', text: describeJobAnswer(action, answer) };
+    } catch (error) {
+      result = {
+        kind: 'error',
+        text:
+          error instanceof ApiError && error.kind === 'http'
+            ? `${title} refused: ${error.message} (HTTP ${error.status})`
+            : `${title} failed: ${describeError(error)}`
+      };
+    }
+    this._jobsBusy.delete(job.id);
+    if (!this._disposed) {
+      if (answer) {
+        this._applyJobAnswer(action, answer);
+      }
+      this._jobsResult = result;
+      this._changed.emit();
+      if (this.isPollingJobs) {
+        void this._jobsPoll.refresh();
+      }
+    }
+    return result;
   }
 
   /** The answer to the last action on `model`, if any. */
@@ -265,6 +402,7 @@ export class TFServingModel implements IDisposable {
     }
     this._disposed = true;
     this._poll.dispose();
+    this._jobsPoll.dispose();
     Signal.clearData(this);
   }
 
@@ -323,6 +461,59 @@ export class TFServingModel implements IDisposable {
     }
   }
 
+  /** Show a job action's answer in the list before the next poll. */
+  private _applyJobAnswer(action: JobAction, answer: IJob): void {
+    if (!this._jobs) {
+      return;
+    }
+    // a poll under way may have been answered before the action: drop its answer
+    this._jobsSeq++;
+    // DELETE forgets a job that has ended (the answer is the job as it was)
+    const forgotten =
+      action === 'remove' ||
+      (action === 'cancel' &&
+        !isJobActive(answer) &&
+        answer.state !== 'cancelled');
+    this._setJobs(
+      this._jobs
+        .filter(j => !(forgotten && j.id === answer.id))
+        .map(j => (j.id === answer.id ? answer : j))
+    );
+  }
+
+  /** Keep the jobs, and poll them at the pace they need. */
+  private _setJobs(jobs: IJob[]): void {
+    this._jobs = jobs;
+    this._jobsPoll.frequency = this._jobsFrequency();
+  }
+
+  private _jobsFrequency(): {
+    interval: number;
+    backoff: boolean;
+    max: number;
+  } {
+    const interval = this._jobs?.some(isJobActive)
+      ? this._jobInterval
+      : this._jobIdleInterval;
+    return {
+      interval,
+      backoff: true,
+      max: Math.max(this._maxInterval, interval)
+    };
+  }
+
+  /** Start or stop the jobs poll after a visibility change (shown: poll at once). */
+  private _scheduleJobs(): void {
+    if (this._disposed) {
+      return;
+    }
+    if (!this.isPollingJobs) {
+      void this._jobsPoll.stop();
+      return;
+    }
+    void this._jobsPoll.start().then(() => this._jobsPoll.refresh());
+  }
+
   private _changed = new Signal<this, void>(this);
   private _poll: Poll;
   private _tracker: MetricsTracker;
@@ -341,6 +532,15 @@ export class TFServingModel implements IDisposable {
   private _results = new Map<string, IActionResult>();
   private _busy = new Set<string>();
   private _examples = new Map<string, { body: string | null; note: string }>();
+  private _jobsPoll: Poll;
+  private _jobInterval: number;
+  private _jobIdleInterval: number;
+  private _jobs: IJob[] | null = null;
+  private _jobsMessage = '';
+  private _jobsSupported = true;
+  private _jobsSeq = 0;
+  private _jobsResult: IActionResult | undefined = undefined;
+  private _jobsBusy = new Set<string>();
 }
 
 /** The namespace of `TFServingModel`. */
@@ -353,6 +553,10 @@ export namespace TFServingModel {
     statusInterval?: number;
     /** Longest backoff while the server does not answer (ms, default 30000). */
     maxInterval?: number;
+    /** Jobs poll interval while a job is pending or running (ms, default 1000). */
+    jobInterval?: number;
+    /** Jobs poll interval while none is (ms, default 5000). */
+    jobIdleInterval?: number;
     /** Points of latency history per version (default 40). */
     historyLength?: number;
     /** The clock (ms); for tests. */

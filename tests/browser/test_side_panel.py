@@ -16,11 +16,20 @@ One test walks the panel the way a person would (issue 12, section 3):
 5. the light and the dark theme render the panel readably; screenshots of both go to
    ``tests/browser/screenshots/side-panel{,-dark}.png``, or with ``JTFS_UPDATE_DOCS=1`` to
    ``docs/`` (the README shows those);
-6. throughout, no uncaught exception in the page and no console error, except the browser's
+6. bulk jobs started through ``POST P/api/jobs`` on data sets in the server's root_dir show in
+   the panel's "Bulk jobs" section (issue 13): one that completes (100%, every row and shard),
+   one that fails (its error, naming the file and rows), and a slow one whose progress rises
+   with its rows/s and ETA shown; Cancel (confirmed in the dialog) cancels the slow one, keeping
+   its complete shards, Resume runs it again, and Remove takes the completed one off the
+   server's list;
+7. throughout, no uncaught exception in the page and no console error, except the browser's
    own "Failed to load resource" line for the one refused request the test provokes.
 
-Skipped, saying why, where chromium, Playwright or JupyterLab is not installed (``.ci/run``
-installs them). On failure a screenshot goes to ``tests/browser/screenshots/`` (git-ignored).
+The panel is the one built in the tree (``jupyter_tfserving/labextension``, which
+``jlpm build:prod`` in ``labextension/`` updates), ahead of the copy an install put under
+``sys.prefix``. Skipped, saying why, where chromium, Playwright or JupyterLab is not installed
+(``.ci/run`` installs them). On failure a screenshot goes to ``tests/browser/screenshots/``
+(git-ignored).
 """
 
 from __future__ import annotations
@@ -49,8 +58,15 @@ DOCS = REPO / "docs" if os.environ.get("JTFS_UPDATE_DOCS") == "1" else SCREENSHO
 TESTDATA = (REPO.parent / "shared" / "testdata" / "tfserving"
             / "saved_model_half_plus_two_2_versions")
 MODEL = "half_plus_two"
+# The prebuilt extension as the tree holds it (the package's build hook and `jlpm build:prod`).
+BUILT = REPO / "jupyter_tfserving" / "labextension"
 TIMEOUT_MS = 60_000
-VIEWPORT = {"width": 1280, "height": 800}
+# What the panel may take to see a job the test started: its jobs poll while none runs.
+JOBS_POLL_MS = 15_000
+# Tall enough for the screenshots to hold the jobs and the whole model.
+VIEWPORT = {"width": 1280, "height": 960}
+# Rows of the slow job's data: at one row per call it runs for minutes, until cancelled.
+SLOW_ROWS = 2_000_000
 
 pytestmark = REQUIRES_BROWSER
 
@@ -79,6 +95,17 @@ def quiet_lab_settings(config_dir: Path) -> None:
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
 
 
+def use_built_extension(tmp_path: Path, env: dict[str, str]) -> None:
+    """Serve the panel from the tree's build: JupyterLab takes the first ``jupyter_tfserving``
+    on its labextensions path, and ``JUPYTER_PATH``'s entries come first (before the
+    environment's ``share/jupyter``, which a virtual environment prefers to the user's)."""
+    if (BUILT / "package.json").is_file():
+        path = tmp_path / "jupyter-path"
+        (path / "labextensions").mkdir(parents=True)
+        (path / "labextensions" / "jupyter_tfserving").symlink_to(BUILT, target_is_directory=True)
+        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(path), env.get("JUPYTER_PATH")]))
+
+
 def start_lab(tmp_path: Path) -> JupyterServer:
     """JupyterLab with the extension, started on an empty model repository."""
     work = tmp_path / "work"
@@ -86,6 +113,7 @@ def start_lab(tmp_path: Path) -> JupyterServer:
     (tmp_path / "models").mkdir()
     env = child_env(tmp_path)
     quiet_lab_settings(Path(env["JUPYTER_CONFIG_DIR"]))
+    use_built_extension(tmp_path, env)
     server = JupyterServer(tmp_path / "models", env, tmp_path / "lab.log",
                            app="jupyterlab", root_dir=work)
     server.start()
@@ -169,6 +197,42 @@ class Traffic:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(60)
+
+
+def write_datasets(root: Path) -> None:
+    """The jobs' data sets under the server's root_dir (``data/``): 20,000 rows of x for a job
+    that completes, as many for a slow one, and a CSV whose row 500 is not a number."""
+    import numpy as np
+
+    data = root / "data"
+    data.mkdir()
+    np.save(data / "rows.npy", np.arange(20_000, dtype=np.float32).reshape(-1, 1))
+    np.save(data / "slow.npy", np.zeros((SLOW_ROWS, 1), dtype=np.float32))
+    (data / "bad.csv").write_text("x\n" + "".join(f"{i}\n" for i in range(500)) + "abc\n")
+
+
+def start_job(server: JupyterServer, job_id: str, inputs: str, **options: Any) -> dict[str, Any]:
+    """``POST P/api/jobs``: a job on the model's unversioned route (its stable version), its
+    results under ``out/{job_id}``."""
+    response = api(server, "POST", "jobs", json={
+        "id": job_id, "model": MODEL, "inputs": inputs, "output": f"out/{job_id}", **options})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def wait_for_job(server: JupyterServer, job_id: str, states: tuple[str, ...],
+                 timeout: float = 60) -> dict[str, Any]:
+    """Poll ``GET P/api/jobs/{job_id}`` until its state is one of ``states``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = api(server, "GET", f"jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if job["state"] in states:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} never reached {states}: {job}")
+        time.sleep(0.1)
 
 
 # ------------------------------------------------------------------------------------------
@@ -316,6 +380,11 @@ def sparkline_points(row: Any) -> int:
         ".reduce((a, b) => a + b, 0)")
 
 
+def progress_shown(row: Any) -> int:
+    """The rows done a job row shows (``[data-metric=rows][data-value]``)."""
+    return int(row.locator("[data-metric=rows]").get_attribute("data-value") or 0)
+
+
 def requests_shown(row: Any) -> int:
     """The request count a version row shows (``dd[data-metric=requests][data-value]``)."""
     value = row.locator("dd[data-metric=requests]").get_attribute("data-value")
@@ -348,6 +417,19 @@ def test_side_panel_shows_traffic_and_drives_a_rollout(tmp_path: Path) -> None:
             expect(page.locator("button.jp-TFServing-status")).to_contain_text("1 model")
             widen_sidebar(page, panel, 400)
             result = section.locator(".jp-TFServing-result")
+
+            # 6a. two jobs through the REST API: one completes, one fails (checked below, in
+            # the panel, once the traffic of steps 2-5 has stopped)
+            write_datasets(tmp_path / "work")
+            start_job(server, "scores", "data/rows.npy", batch_size=64, rows_per_shard=2000)
+            start_job(server, "csv-import", "data/bad.csv", batch_size=50, rows_per_shard=100)
+            jobs = panel.locator("section.jp-TFServing-jobs")
+            scores = jobs.locator('li.jp-TFServing-job[data-job="scores"]')
+            failed = jobs.locator('li.jp-TFServing-job[data-job="csv-import"]')
+            slow = jobs.locator('li.jp-TFServing-job[data-job="slow"]')
+            jobs_result = jobs.locator(".jp-TFServing-result")
+            assert wait_for_job(server, "scores", ("completed",))["rows_done"] == 20_000
+            assert wait_for_job(server, "csv-import", ("failed",))["error"]
 
             # 2. traffic: v1's request count rises in the panel, poll after poll
             before = requests_shown(v1)
@@ -384,6 +466,17 @@ def test_side_panel_shows_traffic_and_drives_a_rollout(tmp_path: Path) -> None:
                     f"v2 {sparkline_points(v2)}")
                 page.wait_for_timeout(500)
 
+            # 6b. a slow job (one row a call): the panel shows it running, its rows rising,
+            # with its rate and ETA (and so do the screenshots)
+            start_job(server, "slow", "data/slow.npy", batch_size=1, rows_per_shard=1000)
+            expect(slow).to_have_attribute("data-state", "running", timeout=JOBS_POLL_MS)
+            page.wait_for_function(
+                "(row) => Number(row.querySelector('[data-metric=rows]').dataset.value) > 0",
+                arg=slow.element_handle())
+            expect(slow.locator("[data-metric=rate]")).to_have_text(
+                re.compile(r"^[\d.]+k? rows/s$"))
+            expect(slow.locator("[data-metric=eta]")).to_have_text(re.compile(r"^ETA \d"))
+
             # 5. light and dark: the panel renders readably in both; the screenshots
             assert page.locator("body").get_attribute("data-jp-theme-light") == "true"
             background, text = contrast(panel)
@@ -402,6 +495,42 @@ def test_side_panel_shows_traffic_and_drives_a_rollout(tmp_path: Path) -> None:
             assert background < 0.1 and text > 0.5, (background, text)
             screenshot_panel(page, panel, DOCS / "side-panel-dark.png")
             traffic.stop()
+
+            # 6c. the completed job: 100%, every row and shard; the failed one: its error
+            expect(scores).to_have_attribute("data-state", "completed")
+            expect(scores.locator("[role=progressbar]")).to_have_attribute("aria-valuenow", "100")
+            expect(scores.locator("[data-metric=rows]")).to_have_text("20,000 / 20,000 rows")
+            expect(scores.locator("[data-metric=shards]")).to_have_text("10 / 10 shards")
+            expect(failed).to_have_attribute("data-state", "failed")
+            expect(failed.locator(".jp-TFServing-jobError")).to_contain_text(
+                "bad.csv rows 500-501")
+            # the slow one's progress rises, poll after poll
+            before = progress_shown(slow)
+            page.wait_for_function(
+                "([row, n]) => Number(row.querySelector('[data-metric=rows]').dataset.value) > n",
+                arg=[slow.element_handle(), before])
+            # 6d. Cancel, confirmed: the server cancels it, keeping its complete shards
+            slow.locator("[data-action=cancel]").click()
+            confirm(page, "Cancel job slow?")
+            expect(jobs_result).to_have_attribute("data-kind", "ok")
+            expect(jobs_result).to_contain_text("Cancel job slow")
+            job = wait_for_job(server, "slow", ("cancelled",))
+            assert 0 < job["shards_done"] < job["shards_total"], job
+            expect(slow).to_have_attribute("data-state", "cancelled")
+            # 6e. Resume runs it again (cancelled through the API right after: it is slow)
+            slow.locator("[data-action=resume]").click()
+            expect(jobs_result).to_contain_text("Resume job slow: done")
+            expect(slow).to_have_attribute("data-state", "running")
+            assert api(server, "DELETE", "jobs/slow").status_code == 200
+            wait_for_job(server, "slow", ("cancelled",))
+            expect(slow).to_have_attribute("data-state", "cancelled")
+            # 6f. Remove, on the completed job (nothing to lose: no question): the server
+            # forgets it, its results stay
+            scores.locator("[data-action=remove]").click()
+            expect(jobs_result).to_contain_text("Remove job scores: done")
+            expect(scores).to_have_count(0)
+            assert api(server, "GET", "jobs/scores").status_code == 404
+            assert list((tmp_path / "work" / "out" / "scores").glob("part-*.parquet"))
 
             # 3b. Promote the canary: v2 is stable, v1 the previous stable
             section.locator(".jp-TFServing-modelActions [data-action=promote]").click()
@@ -447,7 +576,7 @@ def test_side_panel_shows_traffic_and_drives_a_rollout(tmp_path: Path) -> None:
             assert model["labels"] == {"stable": 1}, model
             expect(v1.locator("[data-action=unload]")).to_be_enabled()
 
-            # 6. nothing went wrong in the page along the way
+            # 7. nothing went wrong in the page along the way
             problems.check()
     finally:
         if traffic is not None:

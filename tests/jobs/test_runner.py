@@ -1,10 +1,12 @@
 """A bulk job on a real service (manager, scheduler's bulk lane, data plane) with a servable
 written here: its outputs equal the model's own, shard by shard with the input's keys; a
 resumed job redoes only the shards the manifest does not list; bad specs and bad data fail
-clearly, naming the file and rows; the version stays pinned while the job runs."""
+clearly, naming the file and rows; the version stays pinned while the job runs; named keys;
+ended jobs forgotten. (TFRecord input, classify and regress: test_tfrecord.py.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -186,3 +188,89 @@ def test_a_stopped_server_leaves_jobs_interrupted_and_resumable(runner, tmp_path
     assert np.allclose(out["y"], x.astype(np.float32) * 2 + 1)
     assert JobRunner(service.dataplane, service.manager, roots,
                      state_file=state).get("j").state is JobState.COMPLETED
+
+
+def test_keys_named_are_the_only_ones_carried(runner, tmp_path: Path) -> None:
+    """With ``keys``, only those columns go with the outputs (a missing one fails naming the
+    file and rows); without, every 1-D column that is not an input does."""
+    service, jobs = runner
+    data = tmp_path / "data"
+    data.mkdir()
+    x = np.random.default_rng(2).random((40, 3))
+    np.savez(data / "in.npz", x=x, id=np.arange(40), other=np.arange(40) * 2)
+    spec = JobSpec("m", (str(data / "in.npz"),), str(data / "all"), rows_per_shard=25)
+    job = jobs.start("all", spec)
+    assert job.wait(WAIT) and job.state is JobState.COMPLETED, job.error
+    assert set(_outputs(data / "all")) == {"id", "other", "y"}
+    job = jobs.start("one", JobSpec("m", spec.inputs, str(data / "one"), rows_per_shard=25,
+                                    keys=("id",)))
+    assert job.wait(WAIT) and job.state is JobState.COMPLETED, job.error
+    out = _outputs(data / "one")
+    assert set(out) == {"id", "y"} and out["id"].tolist() == list(range(40))
+    assert job.to_json()["keys"] == ["id"] and job.to_json()["method"] == "predict"
+    job = jobs.start("gone", JobSpec("m", spec.inputs, str(data / "gone"), rows_per_shard=25,
+                                     keys=("id", "nope")))
+    assert job.wait(WAIT) and job.state is JobState.FAILED
+    assert "in.npz rows 0-25: no key column nope (the data's: x, id, other)" in job.error
+    # Other keys on the same output directory are another job's results.
+    with pytest.raises(ServingError) as refused:
+        jobs.start("other", JobSpec("m", spec.inputs, str(data / "one"), rows_per_shard=25))
+    assert refused.value.code == Code.FAILED_PRECONDITION
+
+
+def test_forget_takes_ended_jobs_off_the_list(runner, tmp_path: Path) -> None:
+    """An ended job is forgotten (the state file too; its results stay); a running one is
+    FAILED_PRECONDITION; ``created_at`` is recorded, and a resumed job keeps it."""
+    service, _ = runner
+    _data(tmp_path)
+    state = tmp_path / "jobs.json"
+    jobs = JobRunner(service.dataplane, service.manager, [str(tmp_path / "data")],
+                     state_file=str(state))
+    gate = threading.Event()
+    original = Affine.run
+
+    def held(self, signature_name, inputs):
+        gate.wait(WAIT)
+        return original(self, signature_name, inputs)
+
+    before = time.time()
+    spec = JobSpec("m", (str(tmp_path / "data" / "in.npz"),), str(tmp_path / "data" / "out"),
+                   batch_size=50)
+    Affine.run = held  # type: ignore[method-assign]
+    try:
+        running = jobs.start("a", spec)
+        with pytest.raises(ServingError) as busy:
+            jobs.forget("a")
+        assert busy.value.code == Code.FAILED_PRECONDITION
+        gate.set()
+        assert running.wait(WAIT) and running.state is JobState.COMPLETED, running.error
+    finally:
+        Affine.run = original  # type: ignore[method-assign]
+    created = running.created_at
+    assert before <= created <= time.time() and running.to_json()["created_at"] == created
+    assert JobRunner(service.dataplane, service.manager, [str(tmp_path / "data")],
+                     state_file=str(state)).get("a").created_at == created
+    resumed = jobs.resume("a")
+    assert resumed.wait(WAIT) and resumed.created_at == created
+    second = jobs.start("b", JobSpec("m", spec.inputs, str(tmp_path / "data" / "b")))
+    assert second.wait(WAIT) and second.created_at >= created
+    assert jobs.forget("a") is resumed
+    assert [j.id for j in jobs.jobs()] == ["b"]
+    assert [r["id"] for r in json.loads(state.read_text())] == ["b"]
+    assert (tmp_path / "data" / "out" / "part-00000.parquet").exists()  # results stay
+    with pytest.raises(ServingError) as gone:
+        jobs.forget("a")
+    assert gone.value.code == Code.NOT_FOUND
+
+
+def test_a_shard_of_more_calls_than_the_queue_holds_waits_for_room(runner,
+                                                                   tmp_path: Path) -> None:
+    """A shard of 20 calls, each a batch of its own, in a bulk queue of 10 batches: the job
+    waits for room instead of failing UNAVAILABLE."""
+    service, jobs = runner
+    x = _data(tmp_path, rows=1000)
+    spec = JobSpec("m", (str(tmp_path / "data" / "in.npz"),), str(tmp_path / "data" / "out"),
+                   batch_size=50, rows_per_shard=1000)
+    job = jobs.start("j", spec)
+    assert job.wait(WAIT) and job.state is JobState.COMPLETED, job.error
+    assert np.allclose(_outputs(tmp_path / "data" / "out")["y"], x.astype(np.float32) * 2 + 1)

@@ -19,7 +19,7 @@ from jupyter_tfserving.jobs.sinks import (
     write_manifest,
     write_shard,
 )
-from jupyter_tfserving.jobs.sources import confine, open_source, select_inputs
+from jupyter_tfserving.jobs.sources import confine, format_of, open_source, select_inputs
 
 
 def _all_rows(source) -> dict[str, np.ndarray]:
@@ -158,3 +158,17 @@ def test_a_full_disk_is_resource_exhausted_and_leaves_nothing(tmp_path: Path,
         write_shard(path, {"y": np.zeros(2)}, "npz")
     assert full.value.code == Code.RESOURCE_EXHAUSTED and "part-00000.npz" in full.value.message
     assert os.listdir(tmp_path) == []
+
+
+def test_formats_by_extension() -> None:
+    """TFRecord files (GZIP ones by ``.gz`` after the extension) are one format; a
+    PredictionLog shard is not a table (:func:`write_prediction_log` writes it: see
+    test_tfrecord.py)."""
+    assert [format_of(p) for p in ("a.tfrecord", "b.TFRecords", "c.tfrecord.gz",
+                                   "d.tfrecords.GZ", "e.npz", "f.pq")] == [
+        "tfrecord", "tfrecord", "tfrecord", "tfrecord", "npz", "parquet"]
+    with pytest.raises(ServingError, match=r"extension .gz is not one of .*\.tfrecord\.gz"):
+        format_of("g.csv.gz")
+    assert shard_file("/o", 7, "prediction_log") == "/o/part-00007.tfrecord"
+    with pytest.raises(ServingError, match="Unknown table format 'prediction_log'"):
+        write_shard("/o/part-00007.tfrecord", {"y": np.zeros(2)}, "prediction_log")

@@ -35,3 +35,12 @@ def server(isolated: Path, monkeypatch):
     monkeypatch.setenv(client_module.ENV_TOKEN, srv.token)
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def boards():
+    """Dashboards made by a test, closed (threads stopped) whatever happens."""
+    made: list = []
+    yield made
+    for board in made:
+        board.close()

@@ -21,15 +21,6 @@ from jupyter_tfserving.kernel.widgets import Dashboard, ModelPanel, dashboard
 PNG = b"\x89PNG"
 
 
-@pytest.fixture
-def boards():
-    """Dashboards made by a test, closed (threads stopped) whatever happens."""
-    made: list[Dashboard] = []
-    yield made
-    for board in made:
-        board.close()
-
-
 def double(x):
     return np.asarray(x) * 2.0
 

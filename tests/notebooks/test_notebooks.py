@@ -14,13 +14,15 @@ from ..jupyter_process import REPO, JupyterServer, child_env
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 # the model each notebook serves
 SERVES = {"quickstart": "quickstart", "versions_and_canary": "canary_demo",
-          "dashboard": "dashdemo"}
+          "dashboard": "dashdemo", "bulk_and_evaluate": "churn"}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("notebooks")
-    srv = JupyterServer(tmp / "models", child_env(tmp), tmp / "server.log")
+    (tmp / "work").mkdir()
+    srv = JupyterServer(tmp / "models", child_env(tmp), tmp / "server.log",
+                        root_dir=tmp / "work")
     srv.start()
     yield srv
     srv.stop()
@@ -31,16 +33,20 @@ def test_there_are_example_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_against_the_server(path: Path, server: JupyterServer, monkeypatch,
-                                          tmp_path: Path):
+def test_notebook_runs_against_the_server(path: Path, server: JupyterServer, monkeypatch):
     for key, value in server.env.items():
         monkeypatch.setenv(key, value)
     # what the extension sets in the server's environment for the kernels it starts
     monkeypatch.setenv("JUPYTER_TFSERVING_URL", f"{server.url}/tfserving")
     monkeypatch.setenv("JUPYTER_TFSERVING_TOKEN", server.token)
     nb = nbformat.read(path, as_version=4)
+    # the notebook's directory is under the server's root_dir, as in JupyterLab (bulk jobs
+    # read and write there)
+    assert server.root_dir is not None
+    directory = server.root_dir / path.stem
+    directory.mkdir()
     NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+                   resources={"metadata": {"path": str(directory)}}).execute()
     outputs = "".join(
         out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
         for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", []))

@@ -45,7 +45,7 @@ GZIP = {"Content-Type": "application/gzip"}
 EXERCISED: dict[tuple[str, str], set[int]] = {}
 # The tests that feed EXERCISED and passed (the coverage check needs all of them).
 FEEDERS_DONE: set[str] = set()
-FEEDERS = {"v1", "examples", "management", "auth"}
+FEEDERS = {"v1", "examples", "management", "jobs", "auth"}
 
 
 # ------------------------------------------------------------------------------ the document
@@ -293,7 +293,7 @@ def _path_rules(router: Any) -> Iterator[tuple[re.Pattern[str], type]]:
 
 def _sample(template: str) -> str:
     return (template.replace("{model}", "m").replace("{version}", "1")
-            .replace("{label}", "stable"))
+            .replace("{label}", "stable").replace("{job}", "j1"))
 
 
 def test_route_table_and_document_agree():
@@ -572,6 +572,40 @@ async def test_management_answers_match_the_document(tfserving_config, rest,
     assert isinstance(reloaded["config_error"], str)
     assert [m["name"] for m in reloaded["models"]] == [name]
     FEEDERS_DONE.add("management")
+
+
+async def test_job_answers_match_the_document(rest, publish, jp_root_dir: Path):
+    import io
+
+    import numpy as np
+
+    publish("half_plus_two", 1)
+    await rest.wait_for("half_plus_two", 1)
+    buffer = io.BytesIO()
+    np.save(buffer, np.arange(6, dtype=np.float32).reshape(-1, 1))
+    stored = await check(rest, "POST", "/api/datasets?format=npy", buffer.getvalue(),
+                         status=201)
+    await check(rest, "POST", "/api/datasets?format=npz", b"not an npz", status=400)
+    body = {"id": "j1", "model": "half_plus_two", "inputs": [stored["path"]], "output": "o",
+            "batch_size": 2, "rows_per_shard": 3}
+    started = await check(rest, "POST", "/api/jobs", body, status=201)
+    assert started["id"] == "j1" and started["shards_total"] == 2
+    await check(rest, "POST", "/api/jobs", {**body, "id": None, "model": "nope"}, status=404)
+    await check(rest, "POST", "/api/jobs", {"model": "half_plus_two"}, status=400)
+    while (job := await check(rest, "GET", "/api/jobs/j1", status=200))["state"] == "running":
+        await asyncio.sleep(0.05)
+    assert job["state"] == "completed" and job["rows_done"] == 6
+    listed = await check(rest, "GET", "/api/jobs", status=200)
+    assert [j["id"] for j in listed["jobs"]] == ["j1"]
+    await check(rest, "GET", "/api/jobs/nope", status=404)
+    resumed = await check(rest, "POST", "/api/jobs/j1:resume", status=200)
+    assert resumed["id"] == "j1"
+    await check(rest, "POST", "/api/jobs/nope:resume", status=404)
+    while (await check(rest, "GET", "/api/jobs/j1", status=200))["state"] == "running":
+        await asyncio.sleep(0.05)
+    await check(rest, "DELETE", "/api/jobs/j1", status=200)  # ended: forgotten
+    await check(rest, "DELETE", "/api/jobs/j1", status=404)
+    FEEDERS_DONE.add("jobs")
 
 
 async def _stable_1_and_version_2(rest, publish, exported_models: Path) -> tuple[str, str]:

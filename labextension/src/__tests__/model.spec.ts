@@ -2,7 +2,9 @@
  * The panel's model (model.ts): parsing the management API's answers (real ones, captured
  * from a server serving half_plus_two v1/v2 with a 25% canary and a model whose load failed),
  * rates between polls, a model disappearing, errors, pagination of thousands of versions,
- * actions, the curl line and the formatting.
+ * actions, the curl line and the formatting; the bulk jobs (a real `GET P/api/jobs` answer with
+ * a completed, a failed, a cancelled and a running job): parsing, order, paging, progress,
+ * ETA and their actions.
  */
 
 import {
@@ -12,33 +14,53 @@ import {
   confirmation,
   curlLine,
   describeError,
+  describeJobAnswer,
   describeModelState,
   errorBodyMessage,
   exampleBody,
   formatCount,
+  formatDuration,
   formatLatency,
+  formatPercent,
   formatRate,
+  formatRowRate,
   formatShare,
+  IJob,
   IModelDescriptionList,
   intervalQuantile,
+  isJobActive,
   IStatsResponse,
   IStatsVersion,
+  JOB_PAGE,
+  jobActionRequest,
+  jobActions,
+  jobActionTitle,
+  jobConfirmation,
+  jobProgress,
+  jobsSummary,
+  jobTarget,
   MAX_EXAMPLE_VALUES,
   MetricsTracker,
   modelUrl,
+  pageJobs,
   pageVersions,
+  parseJob,
+  parseJobList,
   parseModelDescription,
   parseModelList,
   parseStats,
   parseWeight,
   predictUrl,
   shellQuote,
+  shortPath,
+  sortJobs,
   sparklinePoints,
   summaryText,
   validLabel,
   VERSION_PAGE
 } from '../model';
 
+import jobsAnswer from './fixtures/jobs.json';
 import metadataAnswer from './fixtures/metadata.json';
 import modelsAnswer from './fixtures/models.json';
 import statsAnswer from './fixtures/stats.json';
@@ -632,6 +654,271 @@ describe('sparklinePoints', () => {
   });
 });
 
+describe('bulk jobs', () => {
+  const jobs = (): IJob[] => parseJobList(copy(jobsAnswer)).jobs;
+  const byId = (id: string): IJob => jobs().find(j => j.id === id)!;
+
+  it('parses the jobs answer in the server order', () => {
+    const list = jobs();
+    expect(list.map(j => [j.id, j.state])).toEqual([
+      ['scores', 'completed'],
+      ['csv-import', 'failed'],
+      ['stopped', 'cancelled'],
+      ['ec88cad2270a', 'running']
+    ]);
+    const running = list[3];
+    expect(running).toMatchObject({
+      model: 'half_plus_two',
+      version: 2,
+      rows_done: 7000,
+      rows_total: 2000000,
+      shards_done: 7,
+      shards_total: 2000,
+      error: null
+    });
+    expect(running.eta_seconds).toBeCloseTo(670.52);
+    expect(list[1].error).toMatch(
+      /bad\.csv rows 500-501: column x does not fit/
+    );
+    expect(list[0].eta_seconds).toBeNull();
+  });
+
+  it('skips entries that are not jobs and refuses an answer that is no list', () => {
+    const doc = copy(jobsAnswer) as any;
+    doc.jobs.push({ state: 'running' }, 'nope', null);
+    expect(parseJobList(doc).jobs).toHaveLength(4);
+    expect(() => parseJobList({ models: [] })).toThrow(ApiError);
+    expect(() => parseJobList([])).toThrow(/no "jobs" list/);
+    expect(() => parseJob({ id: 'x' })).toThrow(ApiError);
+  });
+
+  it('reads a sparse job with defaults', () => {
+    expect(
+      parseJob({
+        id: 'j',
+        state: 'pending',
+        model: 'm',
+        version: '3',
+        rows_total: 'many',
+        rows_per_second: 'fast',
+        error: ''
+      })
+    ).toEqual({
+      id: 'j',
+      state: 'pending',
+      model: 'm',
+      version: 3,
+      signature: 'serving_default',
+      method: 'predict',
+      inputs: [],
+      output: '',
+      output_format: '',
+      rows_total: 0,
+      rows_done: 0,
+      shards_total: 0,
+      shards_done: 0,
+      rows_per_second: null,
+      eta_seconds: null,
+      created_at: null,
+      error: null
+    });
+  });
+
+  it('sorts newest first, the server order reversed for equal times', () => {
+    expect(sortJobs(jobs()).map(j => j.id)).toEqual([
+      'ec88cad2270a',
+      'stopped',
+      'csv-import',
+      'scores'
+    ]);
+    const same = jobs().map(j => ({ ...j, created_at: 5 }));
+    expect(sortJobs(same).map(j => j.id)).toEqual([
+      'ec88cad2270a',
+      'stopped',
+      'csv-import',
+      'scores'
+    ]);
+    const undated = [{ ...same[0], created_at: null }, same[1]];
+    expect(sortJobs(undated).map(j => j.id)).toEqual(['csv-import', 'scores']);
+  });
+
+  it('tells the active jobs', () => {
+    expect(
+      jobs()
+        .filter(isJobActive)
+        .map(j => j.id)
+    ).toEqual(['ec88cad2270a']);
+    expect(isJobActive({ ...byId('scores'), state: 'pending' })).toBe(true);
+  });
+
+  it('pages the ended jobs, never an active one', () => {
+    const template = byId('scores');
+    const many = Array.from({ length: 25 }, (_, i) => ({
+      ...template,
+      id: `j${i}`,
+      state: i % 5 === 0 ? 'running' : 'completed'
+    }));
+    const { shown, hidden } = pageJobs(many, JOB_PAGE);
+    expect(shown.filter(isJobActive)).toHaveLength(5);
+    expect(shown.filter(j => !isJobActive(j))).toHaveLength(JOB_PAGE);
+    expect(hidden).toBe(10);
+    // the order is kept: the hidden ones are the last (oldest) ended ones
+    expect(shown[shown.length - 1].id).toBe('j20');
+    expect(pageJobs(many, 100).hidden).toBe(0);
+  });
+
+  it('summarizes the states', () => {
+    expect(jobsSummary(jobs())).toBe(
+      '1 running · 1 failed · 1 cancelled · 1 completed'
+    );
+    expect(jobsSummary([])).toBe('none');
+    const odd = [{ ...byId('scores'), state: 'paused' }, byId('scores')];
+    expect(jobsSummary(odd)).toBe('1 completed · 1 paused');
+  });
+
+  it('computes the progress', () => {
+    expect(jobProgress(byId('ec88cad2270a'))).toEqual({
+      fraction: 0.0035,
+      percent: 0,
+      rows: '7,000 / 2M rows',
+      shards: '7 / 2,000 shards'
+    });
+    expect(jobProgress(byId('scores'))).toMatchObject({
+      fraction: 1,
+      percent: 100,
+      rows: '20,000 / 20,000 rows',
+      shards: '10 / 10 shards'
+    });
+    // 500 of 501 rows: 99%, never 100% before the end
+    expect(jobProgress(byId('csv-import')).percent).toBe(99);
+    const empty = { ...byId('scores'), rows_total: 0, rows_done: 0 };
+    expect(jobProgress({ ...empty, shards_total: 0 }).fraction).toBe(1);
+    expect(
+      jobProgress({ ...empty, shards_done: 1, shards_total: 4 })
+    ).toMatchObject({
+      fraction: 0.25,
+      shards: '1 / 4 shards'
+    });
+    const nothing = {
+      ...empty,
+      state: 'pending',
+      shards_total: 0,
+      shards_done: 0
+    };
+    expect(jobProgress(nothing)).toMatchObject({ fraction: null, percent: 0 });
+    expect(
+      jobProgress({ ...byId('scores'), shards_total: 1, rows_done: 30000 })
+    ).toMatchObject({ fraction: 1, shards: '10 / 1 shard' });
+  });
+
+  it('formats percentages, row rates and durations', () => {
+    expect(formatPercent(null)).toBe('–');
+    expect(formatPercent(0)).toBe('0%');
+    expect(formatPercent(0.0035)).toBe('<1%');
+    expect(formatPercent(0.426)).toBe('42%');
+    expect(formatPercent(0.999)).toBe('99%');
+    expect(formatPercent(1)).toBe('100%');
+    expect(formatRowRate(null)).toBe('– rows/s');
+    expect(formatRowRate(2972.3)).toBe('3k rows/s');
+    expect(formatRowRate(51167.86)).toBe('51.2k rows/s');
+    expect(formatRowRate(850)).toBe('850 rows/s');
+    expect(formatDuration(null)).toBe('–');
+    expect(formatDuration(-1)).toBe('–');
+    expect(formatDuration(NaN)).toBe('–');
+    expect(formatDuration(0.2)).toBe('<1 s');
+    expect(formatDuration(0.6)).toBe('1 s');
+    expect(formatDuration(45.4)).toBe('45 s');
+    expect(formatDuration(59.6)).toBe('1 min');
+    expect(formatDuration(200)).toBe('3 min 20 s');
+    expect(formatDuration(670.52)).toBe('11 min');
+    expect(formatDuration(3599)).toBe('1 h');
+    expect(formatDuration(7500)).toBe('2 h 5 min');
+    expect(formatDuration(3 * 86400 + 4 * 3600 + 100)).toBe('3 d 4 h');
+    expect(formatDuration(2 * 86400)).toBe('2 d');
+  });
+
+  it('shortens paths to their last parts', () => {
+    expect(shortPath('/tmp/jtfs/work/out/scores')).toBe('…/out/scores');
+    expect(shortPath('/tmp/jtfs/work/out/scores/')).toBe('…/out/scores');
+    expect(shortPath('out/scores')).toBe('out/scores');
+    expect(shortPath('C:\\data\\out\\scores', 1)).toBe('…/scores');
+    expect(jobTarget(byId('ec88cad2270a'))).toBe('half_plus_two v2');
+    expect(jobTarget({ ...byId('scores'), version: null })).toBe(
+      'half_plus_two'
+    );
+  });
+
+  it('offers the actions the state allows', () => {
+    const actions = (state: string) => jobActions({ ...byId('scores'), state });
+    expect(actions('running')).toEqual(['cancel']);
+    expect(actions('pending')).toEqual(['cancel']);
+    expect(actions('failed')).toEqual(['resume', 'remove']);
+    expect(actions('cancelled')).toEqual(['resume', 'remove']);
+    expect(actions('interrupted')).toEqual(['resume', 'remove']);
+    expect(actions('completed')).toEqual(['remove']);
+    expect(actions('paused')).toEqual([]);
+  });
+
+  it('builds the requests and titles', () => {
+    expect(jobActionRequest('slow', 'cancel')).toEqual({
+      method: 'DELETE',
+      path: 'api/jobs/slow'
+    });
+    expect(jobActionRequest('slow', 'remove')).toEqual({
+      method: 'DELETE',
+      path: 'api/jobs/slow'
+    });
+    expect(jobActionRequest('a b', 'resume')).toEqual({
+      method: 'POST',
+      path: 'api/jobs/a%20b:resume',
+      body: {}
+    });
+    expect(jobActionTitle('slow', 'cancel')).toBe('Cancel job slow');
+    expect(jobActionTitle('slow', 'resume')).toBe('Resume job slow');
+    expect(jobActionTitle('slow', 'remove')).toBe('Remove job slow');
+  });
+
+  it('asks before stopping work or losing a resumable job', () => {
+    expect(jobConfirmation(byId('ec88cad2270a'), 'cancel')).toEqual({
+      title: 'Cancel job ec88cad2270a?',
+      body:
+        'The job on half_plus_two v2 stops after its current call, at <1% (7 / 2,000 shards). ' +
+        'Its complete shards stay in /tmp/jtfs/work/out/big; Resume runs the rest.',
+      accept: 'Cancel job',
+      dismiss: 'Keep running'
+    });
+    expect(jobConfirmation(byId('stopped'), 'remove')).toEqual({
+      title: 'Remove job stopped?',
+      body:
+        'The server forgets the cancelled job on half_plus_two v1: it leaves the list and can no longer be resumed from here. ' +
+        'Its results stay in /tmp/jtfs/work/out/stopped.',
+      accept: 'Remove job'
+    });
+    expect(jobConfirmation(byId('scores'), 'remove')).toBeNull();
+    expect(jobConfirmation(byId('stopped'), 'resume')).toBeNull();
+  });
+
+  it("describes the server's answers", () => {
+    const running = byId('ec88cad2270a');
+    expect(describeJobAnswer('cancel', running)).toBe(
+      'Cancel job ec88cad2270a: asked. It stops after its current call; its complete shards stay.'
+    );
+    expect(describeJobAnswer('cancel', byId('stopped'))).toBe(
+      'Cancel job stopped: done, at <1%.'
+    );
+    // the job ended before the DELETE came: the server forgot it instead
+    expect(describeJobAnswer('cancel', byId('scores'))).toBe(
+      'Cancel job scores: it had already ended (completed), so the server removed it from the list. Its results stay in /tmp/jtfs/work/out/scores.'
+    );
+    expect(describeJobAnswer('resume', { ...running, id: 'stopped' })).toBe(
+      'Resume job stopped: done, running; it skips the shards already written.'
+    );
+    expect(describeJobAnswer('remove', byId('scores'))).toBe(
+      'Remove job scores: done. Its results stay in /tmp/jtfs/work/out/scores.'
+    );
+  });
+});
+
 describe('fixtures', () => {
   it('are real answers', () => {
     // guard against the fixtures being edited into something the server never says
@@ -645,6 +932,30 @@ describe('fixtures', () => {
         'latency_us',
         'request_count',
         'error_count',
+        'state',
+        'version'
+      ].sort()
+    );
+    const j = copy(jobsAnswer) as any;
+    expect(Object.keys(j)).toEqual(['jobs']);
+    expect(Object.keys(j.jobs[0]).sort()).toEqual(
+      [
+        'created_at',
+        'error',
+        'eta_seconds',
+        'id',
+        'inputs',
+        'keys',
+        'method',
+        'model',
+        'output',
+        'output_format',
+        'rows_done',
+        'rows_per_second',
+        'rows_total',
+        'shards_done',
+        'shards_total',
+        'signature',
         'state',
         'version'
       ].sort()

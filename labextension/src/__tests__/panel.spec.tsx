@@ -1,8 +1,8 @@
 /**
  * The panel's view (panel.tsx) rendered in jsdom over a fake server: the DOM the browser test
  * targets, accessible names on every control, pagination of thousands of versions, the
- * confirmation and the server's answer inline, a 403, a model that disappears, and no
- * console error on the way.
+ * confirmation and the server's answer inline, a 403, a model that disappears, the bulk jobs
+ * (progress, rate, ETA, error; cancel, resume, remove), and no console error on the way.
  */
 
 import { Widget } from '@lumino/widgets';
@@ -11,9 +11,13 @@ import { ITFServingApi } from '../client';
 import {
   Action,
   ApiError,
+  IJob,
+  IJobList,
   IModelDescription,
   IModelDescriptionList,
   IStatsResponse,
+  JobAction,
+  parseJobList,
   parseModelList,
   parseStats
 } from '../model';
@@ -21,6 +25,7 @@ import { IPanelHost, TFServingPanel } from '../panel';
 import { TFServingStatus } from '../status';
 import { TFServingModel } from '../store';
 
+import jobsAnswer from './fixtures/jobs.json';
 import metadataAnswer from './fixtures/metadata.json';
 import modelsAnswer from './fixtures/models.json';
 import statsAnswer from './fixtures/stats.json';
@@ -32,7 +37,10 @@ class FakeApi implements ITFServingApi {
   modelsAnswer: IModelDescriptionList | ApiError = parseModelList(modelsAnswer);
   actAnswer: IModelDescription | ApiError =
     parseModelList(modelsAnswer).models[1];
+  jobsAnswer: IJobList | ApiError = parseJobList(jobsAnswer);
+  jobActError: ApiError | null = null;
   acts: Array<[string, Action]> = [];
+  jobActs: Array<[string, JobAction]> = [];
   async stats(): Promise<IStatsResponse> {
     if (this.statsAnswer instanceof ApiError) {
       throw this.statsAnswer;
@@ -55,15 +63,42 @@ class FakeApi implements ITFServingApi {
     }
     return this.actAnswer;
   }
+  async jobs(): Promise<IJobList> {
+    if (this.jobsAnswer instanceof ApiError) {
+      throw this.jobsAnswer;
+    }
+    return this.jobsAnswer;
+  }
+  /** Acts on its own list, as the server would: cancelled at once, resumed, forgotten. */
+  async jobAct(id: string, action: JobAction): Promise<IJob> {
+    this.jobActs.push([id, action]);
+    if (this.jobActError) {
+      throw this.jobActError;
+    }
+    const list = this.jobsAnswer as IJobList;
+    const job = list.jobs.find(j => j.id === id)!;
+    if (action === 'remove') {
+      list.jobs = list.jobs.filter(j => j !== job);
+      return job;
+    }
+    job.state = action === 'cancel' ? 'cancelled' : 'running';
+    return { ...job };
+  }
 }
 
 class FakeHost implements IPanelHost {
   answer = true;
   asked: string[] = [];
+  dismissLabels: Array<string | undefined> = [];
   copied: string[] = [];
   label: string | null = 'prod';
-  async confirm(c: { title: string; body: string }): Promise<boolean> {
+  async confirm(c: {
+    title: string;
+    body: string;
+    dismiss?: string;
+  }): Promise<boolean> {
     this.asked.push(c.body);
+    this.dismissLabels.push(c.dismiss);
     return this.answer;
   }
   async askLabel(): Promise<string | null> {
@@ -104,7 +139,13 @@ describe('TFServingPanel', () => {
     consoleError = jest.spyOn(console, 'error');
     api = new FakeApi();
     host = new FakeHost();
-    model = new TFServingModel({ api, interval: 50, maxInterval: 200 });
+    model = new TFServingModel({
+      api,
+      interval: 50,
+      maxInterval: 200,
+      jobInterval: 50,
+      jobIdleInterval: 100
+    });
     panel = new TFServingPanel(model, host);
     Widget.attach(panel, document.body);
     await until(() =>
@@ -338,11 +379,206 @@ describe('TFServingPanel', () => {
     await until(() => expect(rows()).toHaveLength(21));
   });
 
+  const jobs = () => panel.node.querySelector('.jp-TFServing-jobs');
+  const job = (id: string) =>
+    panel.node.querySelector(
+      `li.jp-TFServing-job[data-job="${id}"]`
+    ) as HTMLElement;
+  const jobsResult = () =>
+    jobs()!.querySelector('.jp-TFServing-result') as HTMLElement;
+
+  it('shows the bulk jobs newest first, above the models', async () => {
+    await until(() => expect(jobs()).not.toBeNull());
+    const view = panel.node.querySelector('.jp-TFServing-view')!;
+    expect(
+      Array.from(view.children).map(c => c.className.split(' ')[0])
+    ).toEqual(['jp-TFServing-top', 'jp-TFServing-jobs', 'jp-TFServing-models']);
+    expect(
+      jobs()!.querySelector('.jp-TFServing-jobsSummary')!.textContent
+    ).toBe('1 running · 1 failed · 1 cancelled · 1 completed');
+    const rows = jobs()!.querySelectorAll('li.jp-TFServing-job');
+    expect(Array.from(rows).map(r => r.getAttribute('data-job'))).toEqual([
+      'ec88cad2270a',
+      'stopped',
+      'csv-import',
+      'scores'
+    ]);
+  });
+
+  it('shows progress, rate and ETA while a job runs', async () => {
+    await until(() => expect(job('ec88cad2270a')).not.toBeNull());
+    const running = job('ec88cad2270a');
+    expect(running.dataset.state).toBe('running');
+    expect(running.classList).toContain('jp-mod-running');
+    expect(running.querySelector('.jp-TFServing-jobTarget')!.textContent).toBe(
+      'half_plus_two v2'
+    );
+    const bar = running.querySelector('[role="progressbar"]')!;
+    expect(bar.getAttribute('aria-valuenow')).toBe('0');
+    expect(bar.getAttribute('aria-label')).toBe('Progress of job ec88cad2270a');
+    expect(bar.getAttribute('aria-valuetext')).toBe(
+      '<1%: 7,000 / 2M rows, 7 / 2,000 shards'
+    );
+    const metric = (row: HTMLElement, name: string) =>
+      row.querySelector(`[data-metric="${name}"]`)?.textContent ?? null;
+    expect(metric(running, 'percent')).toBe('<1%');
+    expect(metric(running, 'rows')).toBe('7,000 / 2M rows');
+    expect(metric(running, 'shards')).toBe('7 / 2,000 shards');
+    expect(metric(running, 'rate')).toBe('3k rows/s');
+    expect(metric(running, 'eta')).toBe('ETA 11 min');
+    expect(running.querySelector('.jp-TFServing-jobOutput')!.textContent).toBe(
+      '→ …/out/big (parquet)'
+    );
+    const done = job('scores');
+    expect(
+      done.querySelector('[role="progressbar"]')!.getAttribute('aria-valuenow')
+    ).toBe('100');
+    expect(metric(done, 'percent')).toBe('100%');
+    expect(metric(done, 'rate')).toBeNull();
+    expect(metric(done, 'eta')).toBeNull();
+  });
+
+  it('shows why a job failed, and the actions each state allows', async () => {
+    await until(() => expect(job('csv-import')).not.toBeNull());
+    expect(
+      job('csv-import').querySelector('.jp-TFServing-jobError')!.textContent
+    ).toMatch(/bad\.csv rows 500-501: column x does not fit/);
+    expect(job('scores').querySelector('.jp-TFServing-jobError')).toBeNull();
+    const actions = (id: string) =>
+      Array.from(job(id).querySelectorAll('[data-action]')).map(b =>
+        b.getAttribute('data-action')
+      );
+    expect(actions('ec88cad2270a')).toEqual(['cancel']);
+    expect(actions('csv-import')).toEqual(['resume', 'remove']);
+    expect(actions('stopped')).toEqual(['resume', 'remove']);
+    expect(actions('scores')).toEqual(['remove']);
+    expect(
+      job('stopped')
+        .querySelector('[data-action="resume"]')!
+        .getAttribute('aria-label')
+    ).toBe('Resume job stopped');
+  });
+
+  it('asks before cancelling a job, then shows the answer', async () => {
+    await until(() => expect(job('ec88cad2270a')).not.toBeNull());
+    (
+      job('ec88cad2270a').querySelector(
+        '[data-action="cancel"]'
+      ) as HTMLButtonElement
+    ).click();
+    await until(() =>
+      expect(jobsResult().textContent).toBe(
+        'Cancel job ec88cad2270a: done, at <1%.'
+      )
+    );
+    expect(host.asked[0]).toMatch(/^The job on half_plus_two v2 stops/);
+    expect(host.dismissLabels).toEqual(['Keep running']);
+    expect(api.jobActs).toEqual([['ec88cad2270a', 'cancel']]);
+    expect(jobsResult().dataset.kind).toBe('ok');
+    await until(() =>
+      expect(job('ec88cad2270a').dataset.state).toBe('cancelled')
+    );
+    expect(
+      job('ec88cad2270a').querySelector('[data-action="resume"]')
+    ).not.toBeNull();
+  });
+
+  it('does nothing when the user keeps the job running', async () => {
+    host.answer = false;
+    await until(() => expect(job('ec88cad2270a')).not.toBeNull());
+    (
+      job('ec88cad2270a').querySelector(
+        '[data-action="cancel"]'
+      ) as HTMLButtonElement
+    ).click();
+    await until(() =>
+      expect(jobsResult().textContent).toBe(
+        'Cancel job ec88cad2270a: dismissed.'
+      )
+    );
+    expect(api.jobActs).toEqual([]);
+  });
+
+  it('resumes a job, and removes a completed one without asking', async () => {
+    await until(() => expect(job('scores')).not.toBeNull());
+    (
+      job('stopped').querySelector(
+        '[data-action="resume"]'
+      ) as HTMLButtonElement
+    ).click();
+    await until(() => expect(job('stopped').dataset.state).toBe('running'));
+    (
+      job('scores').querySelector('[data-action="remove"]') as HTMLButtonElement
+    ).click();
+    await until(() => expect(job('scores')).toBeNull());
+    expect(host.asked).toEqual([]);
+    expect(jobsResult().textContent).toBe(
+      'Remove job scores: done. Its results stay in /tmp/jtfs/work/out/scores.'
+    );
+  });
+
+  it("shows the server's message when it refuses a job action", async () => {
+    api.jobActError = new ApiError('http', 409, 'Job stopped is running');
+    await until(() => expect(job('stopped')).not.toBeNull());
+    (
+      job('stopped').querySelector(
+        '[data-action="resume"]'
+      ) as HTMLButtonElement
+    ).click();
+    await until(() =>
+      expect(jobsResult().textContent).toBe(
+        'Resume job stopped refused: Job stopped is running (HTTP 409)'
+      )
+    );
+    expect(jobsResult().dataset.kind).toBe('error');
+  });
+
+  it('pages the ended jobs', async () => {
+    const template = parseJobList(jobsAnswer).jobs[0];
+    api.jobsAnswer = {
+      jobs: Array.from({ length: 25 }, (_, i) => ({
+        ...template,
+        id: `j${i}`,
+        created_at: i
+      }))
+    };
+    const rows = () => jobs()!.querySelectorAll('li.jp-TFServing-job');
+    await until(() => expect(rows()).toHaveLength(10));
+    expect(rows()[0].getAttribute('data-job')).toBe('j24');
+    const more = jobs()!.querySelector(
+      'button[data-action="more-jobs"]'
+    ) as HTMLButtonElement;
+    expect(more.textContent).toBe('Show more jobs (15 ended jobs hidden)');
+    more.click();
+    await until(() => expect(rows()).toHaveLength(20));
+  });
+
+  it('collapses the jobs', async () => {
+    await until(() => expect(jobs()).not.toBeNull());
+    const body = jobs()!.querySelector('.jp-TFServing-jobsBody') as HTMLElement;
+    expect(body.hidden).toBe(false);
+    (
+      jobs()!.querySelector('[data-action="toggle-jobs"]') as HTMLElement
+    ).click();
+    await until(() => expect(body.hidden).toBe(true));
+  });
+
+  it('shows no jobs section without jobs, or without the jobs API', async () => {
+    api.jobsAnswer = { jobs: [] };
+    await until(() => expect(jobs()).toBeNull());
+    api.jobsAnswer = new ApiError('http', 404, 'Not Found');
+    await sleep(150);
+    expect(jobs()).toBeNull();
+    expect(model.jobsSupported).toBe(false);
+  });
+
   it('stops polling when hidden', async () => {
     panel.hide();
     expect(model.isPolling).toBe(false);
+    expect(model.isPollingJobs).toBe(false);
     panel.show();
     expect(model.isPolling).toBe(true);
+    expect(model.isPollingJobs).toBe(true);
   });
 });
 

@@ -1,6 +1,7 @@
 /**
  * The panel's live state (store.ts) over a fake server, and the client (client.ts) over a fake
- * fetch: polls, rates, a server that goes away, a 403, a refused action, the curl example.
+ * fetch: polls, rates, a server that goes away, a 403, a refused action, the curl example;
+ * the bulk jobs' poll (its pace, a server without jobs) and their actions.
  */
 
 import { ServerConnection } from '@jupyterlab/services';
@@ -9,15 +10,20 @@ import { TFServingClient, ITFServingApi } from '../client';
 import {
   Action,
   ApiError,
+  IJob,
+  IJobList,
   IModelDescription,
   IModelDescriptionList,
   IStatsResponse,
+  JobAction,
+  parseJobList,
   parseModelDescription,
   parseModelList,
   parseStats
 } from '../model';
 import { TFServingModel } from '../store';
 
+import jobsAnswer from './fixtures/jobs.json';
 import metadataAnswer from './fixtures/metadata.json';
 import modelsAnswer from './fixtures/models.json';
 import statsAnswer from './fixtures/stats.json';
@@ -30,8 +36,12 @@ class FakeApi implements ITFServingApi {
   modelsAnswer: IModelDescriptionList | ApiError = parseModelList(modelsAnswer);
   actAnswer: IModelDescription | ApiError =
     parseModelList(modelsAnswer).models[1];
+  jobsAnswer: IJobList | ApiError = parseJobList(jobsAnswer);
+  jobActAnswer: IJob | ApiError | null = null;
   metadataCalls = 0;
+  jobsCalls = 0;
   acts: Array<[string, Action]> = [];
+  jobActs: Array<[string, JobAction]> = [];
 
   async stats(): Promise<IStatsResponse> {
     if (this.statsAnswer instanceof ApiError) {
@@ -56,7 +66,33 @@ class FakeApi implements ITFServingApi {
     }
     return this.actAnswer;
   }
+  async jobs(): Promise<IJobList> {
+    this.jobsCalls++;
+    if (this.jobsAnswer instanceof ApiError) {
+      throw this.jobsAnswer;
+    }
+    return this.jobsAnswer;
+  }
+  /** The job itself, unless the test set another answer. */
+  async jobAct(id: string, action: JobAction): Promise<IJob> {
+    this.jobActs.push([id, action]);
+    if (this.jobActAnswer instanceof ApiError) {
+      throw this.jobActAnswer;
+    }
+    const list =
+      this.jobsAnswer instanceof ApiError ? [] : this.jobsAnswer.jobs;
+    return this.jobActAnswer ?? list.find(j => j.id === id)!;
+  }
 }
+
+/** The fixture's jobs, with `change` applied to each. */
+function jobList(change: (job: IJob) => Partial<IJob> = () => ({})): IJobList {
+  return {
+    jobs: parseJobList(jobsAnswer).jobs.map(j => ({ ...j, ...change(j) }))
+  };
+}
+
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
 function withCounts(requests: number): IStatsResponse {
   const s = parseStats(statsAnswer);
@@ -207,6 +243,188 @@ describe('TFServingModel', () => {
   });
 });
 
+describe('TFServingModel: bulk jobs', () => {
+  let api: FakeApi;
+  let model: TFServingModel;
+
+  beforeEach(() => {
+    api = new FakeApi();
+    model = new TFServingModel({
+      api,
+      jobInterval: 1000,
+      jobIdleInterval: 5000
+    });
+  });
+
+  afterEach(() => {
+    model.dispose();
+  });
+
+  const jobsPoll = () => (model as any)._jobsPoll;
+
+  it('lists the jobs newest first', async () => {
+    expect(model.jobs).toBeNull();
+    let changes = 0;
+    model.changed.connect(() => changes++);
+    await model.updateJobs();
+    expect(changes).toBe(1);
+    expect(model.jobs!.map(j => j.id)).toEqual([
+      'ec88cad2270a',
+      'stopped',
+      'csv-import',
+      'scores'
+    ]);
+    expect(model.jobsSupported).toBe(true);
+    expect(model.jobsMessage).toBe('');
+  });
+
+  it('polls faster while a job is pending or running', async () => {
+    await model.updateJobs();
+    expect(jobsPoll().frequency.interval).toBe(1000);
+    api.jobsAnswer = jobList(j =>
+      j.state === 'running' ? { state: 'completed' } : {}
+    );
+    await model.updateJobs();
+    expect(jobsPoll().frequency.interval).toBe(5000);
+    api.jobsAnswer = jobList(j =>
+      j.id === 'scores' ? { state: 'pending' } : {}
+    );
+    await model.updateJobs();
+    expect(jobsPoll().frequency.interval).toBe(1000);
+  });
+
+  it('polls the jobs only while the panel is shown', async () => {
+    model.setStatusVisible(true);
+    await sleep(20);
+    expect(model.isPollingJobs).toBe(false);
+    expect(api.jobsCalls).toBe(0);
+    model.setPanelVisible(true);
+    expect(model.isPollingJobs).toBe(true);
+    await sleep(20);
+    expect(api.jobsCalls).toBe(1);
+    expect(model.jobs).toHaveLength(4);
+    await model.refresh();
+    await sleep(20);
+    expect(api.jobsCalls).toBe(2);
+    model.setPanelVisible(false);
+    expect(model.isPollingJobs).toBe(false);
+    await sleep(0);
+    expect(jobsPoll().state.phase).toBe('stopped');
+    await model.refresh();
+    await sleep(20);
+    expect(api.jobsCalls).toBe(2);
+  });
+
+  it('shows no jobs for a server without the jobs API', async () => {
+    api.jobsAnswer = new ApiError('http', 404, 'Not Found');
+    await expect(model.updateJobs()).rejects.toBeInstanceOf(ApiError);
+    expect(model.jobsSupported).toBe(false);
+    expect(model.jobsMessage).toBe('');
+  });
+
+  it('keeps the last list and says why the jobs could not be read', async () => {
+    await model.updateJobs();
+    api.jobsAnswer = new ApiError('http', 500, 'the state file is unreadable');
+    await expect(model.updateJobs()).rejects.toBeInstanceOf(ApiError);
+    expect(model.jobsMessage).toBe('the state file is unreadable (HTTP 500)');
+    expect(model.jobs).toHaveLength(4);
+    // the connection banner already says this one
+    api.jobsAnswer = new ApiError('network', 0, 'Failed to fetch');
+    await expect(model.updateJobs()).rejects.toBeInstanceOf(ApiError);
+    expect(model.jobsMessage).toBe('');
+    expect(model.jobsSupported).toBe(true);
+    expect(model.jobs).toHaveLength(4);
+  });
+
+  it('cancels a running job and shows the answer at once', async () => {
+    await model.updateJobs();
+    const running = model.jobs![0];
+    api.jobActAnswer = { ...running, state: 'cancelled' };
+    const pending = model.runJob(running, 'cancel');
+    expect(model.isJobBusy(running.id)).toBe(true);
+    expect(model.jobsResult).toEqual({
+      kind: 'pending',
+      text: 'Cancel job ec88cad2270a…'
+    });
+    const result = await pending;
+    expect(result).toEqual({
+      kind: 'ok',
+      text: 'Cancel job ec88cad2270a: done, at <1%.'
+    });
+    expect(api.jobActs).toEqual([['ec88cad2270a', 'cancel']]);
+    expect(model.isJobBusy(running.id)).toBe(false);
+    expect(model.jobs![0].state).toBe('cancelled');
+    // nothing runs now: back to the idle pace
+    expect(jobsPoll().frequency.interval).toBe(5000);
+  });
+
+  it('resumes an ended job, and polls faster again', async () => {
+    api.jobsAnswer = jobList(j =>
+      j.state === 'running' ? { state: 'interrupted' } : {}
+    );
+    await model.updateJobs();
+    expect(jobsPoll().frequency.interval).toBe(5000);
+    const stopped = model.jobs!.find(j => j.id === 'stopped')!;
+    api.jobActAnswer = { ...stopped, state: 'running' };
+    const result = await model.runJob(stopped, 'resume');
+    expect(result.text).toBe(
+      'Resume job stopped: done, running; it skips the shards already written.'
+    );
+    expect(model.jobs!.find(j => j.id === 'stopped')!.state).toBe('running');
+    expect(jobsPoll().frequency.interval).toBe(1000);
+  });
+
+  it('removes an ended job from the list', async () => {
+    await model.updateJobs();
+    const scores = model.jobs!.find(j => j.id === 'scores')!;
+    const result = await model.runJob(scores, 'remove');
+    expect(result).toEqual({
+      kind: 'ok',
+      text: 'Remove job scores: done. Its results stay in /tmp/jtfs/work/out/scores.'
+    });
+    expect(model.jobs!.map(j => j.id)).not.toContain('scores');
+  });
+
+  it('drops a job that ended before its cancel came (the server forgot it)', async () => {
+    await model.updateJobs();
+    const running = model.jobs![0];
+    api.jobActAnswer = { ...running, state: 'completed' };
+    const result = await model.runJob(running, 'cancel');
+    expect(result.text).toMatch(
+      /^Cancel job ec88cad2270a: it had already ended \(completed\)/
+    );
+    expect(model.jobs!.map(j => j.id)).not.toContain('ec88cad2270a');
+  });
+
+  it("shows the server's message when it refuses a job action", async () => {
+    await model.updateJobs();
+    const failed = model.jobs!.find(j => j.id === 'csv-import')!;
+    api.jobActAnswer = new ApiError('http', 409, 'Job csv-import is running');
+    expect(await model.runJob(failed, 'resume')).toEqual({
+      kind: 'error',
+      text: 'Resume job csv-import refused: Job csv-import is running (HTTP 409)'
+    });
+    expect(model.jobsResult!.kind).toBe('error');
+    expect(model.jobs!.find(j => j.id === 'csv-import')!.state).toBe('failed');
+    api.jobActAnswer = new ApiError('network', 0, 'Failed to fetch');
+    expect((await model.runJob(failed, 'remove')).text).toBe(
+      'Remove job csv-import failed: server unreachable, retrying'
+    );
+  });
+
+  it('runs one action at a time on a job', async () => {
+    await model.updateJobs();
+    const running = model.jobs![0];
+    const first = model.runJob(running, 'cancel');
+    expect(await model.runJob(running, 'cancel')).toEqual({
+      kind: 'error',
+      text: 'Cancel job ec88cad2270a: another action on it is under way'
+    });
+    await first;
+    expect(api.jobActs).toHaveLength(1);
+  });
+});
+
 describe('TFServingClient', () => {
   function client(
     handler: (request: Request) => Response | Promise<Response>
@@ -286,6 +504,53 @@ describe('TFServingClient', () => {
     await expect(html.client.stats()).rejects.toMatchObject({ kind: 'parse' });
     const wrong = client(() => json(200, { nope: true }));
     await expect(wrong.client.stats()).rejects.toMatchObject({ kind: 'parse' });
+  });
+
+  it('GETs the jobs and acts on one', async () => {
+    const answers: Record<string, unknown> = {
+      GET: jobsAnswer,
+      DELETE: (jobsAnswer as any).jobs[3],
+      POST: { ...(jobsAnswer as any).jobs[2], state: 'running' }
+    };
+    const { client: c, requests } = client(r => json(200, answers[r.method]));
+    const list = await c.jobs();
+    expect(list.jobs.map(j => j.id)).toEqual([
+      'scores',
+      'csv-import',
+      'stopped',
+      'ec88cad2270a'
+    ]);
+    expect(requests[0].url).toMatch(
+      /^http:\/\/localhost:8888\/base\/tfserving\/api\/jobs(\?\d+)?$/
+    );
+    const cancelled = await c.jobAct('ec88cad2270a', 'cancel');
+    expect(cancelled.id).toBe('ec88cad2270a');
+    expect(requests[1].method).toBe('DELETE');
+    expect(requests[1].url).toMatch(
+      /^http:\/\/localhost:8888\/base\/tfserving\/api\/jobs\/ec88cad2270a(\?\d+)?$/
+    );
+    const resumed = await c.jobAct('stopped', 'resume');
+    expect(resumed.state).toBe('running');
+    expect(requests[2].method).toBe('POST');
+    expect(requests[2].url).toMatch(/\/api\/jobs\/stopped:resume(\?\d+)?$/);
+    expect(await requests[2].text()).toBe('{}');
+  });
+
+  it('turns job failures into ApiErrors', async () => {
+    const missing = client(() => json(404, { error: 'No job nope' }));
+    await expect(missing.client.jobAct('nope', 'remove')).rejects.toMatchObject(
+      {
+        kind: 'http',
+        status: 404,
+        message: 'No job nope'
+      }
+    );
+    const wrong = client(() => json(200, { models: [] }));
+    await expect(wrong.client.jobs()).rejects.toMatchObject({ kind: 'parse' });
+    const odd = client(() => json(200, { nope: true }));
+    await expect(odd.client.jobAct('x', 'cancel')).rejects.toMatchObject({
+      kind: 'parse'
+    });
   });
 
   it('reads an action answer as a model description', async () => {
