@@ -66,6 +66,15 @@ def confine(path: str, roots: Sequence[str]) -> str:
                        f"{path} is outside the directories jobs may read and write")
 
 
+def _fixed_part(entry: str) -> str:
+    """The part of a path before its first glob component (the whole path without one)."""
+    parts = entry.split(os.sep)
+    for i, part in enumerate(parts):
+        if glob.has_magic(part):
+            return os.sep.join(parts[:i]) or os.sep
+    return entry
+
+
 def _expand(paths: str | Sequence[str]) -> list[str]:
     """Files named by ``paths``: each a file, a directory (its files, not hidden ones) or a
     glob; sorted within each entry, entries in the given order."""
@@ -339,6 +348,8 @@ def open_source(paths: str | Sequence[str], roots: Sequence[str], *,
     if EXAMPLES_COLUMN in keys:
         raise invalid_argument(f"{EXAMPLES_COLUMN} is not a key: it names a TFRecord file's "
                                "records")
+    for entry in [paths] if isinstance(paths, str) else paths:
+        confine(_fixed_part(entry), roots)  # before listing: nothing is looked at outside
     files = [confine(p, roots) for p in _expand(paths)]
     formats = {format_of(f) for f in files}
     if len(formats) != 1:

@@ -161,6 +161,9 @@ async def test_a_pickled_upload_is_refused_unread(rest, model_root):
     ({"model": "half_plus_two", "inputs": "x.npy", "output": "/tmp/elsewhere"}, 403,
      "outside"),
     ({"model": "half_plus_two", "inputs": "../x.npy", "output": "o"}, 403, "outside"),
+    # outside the roots, whether anything matches is not told
+    ({"model": "half_plus_two", "inputs": "/etc/no-such-*", "output": "o"}, 403, "outside"),
+    ({"model": "half_plus_two", "inputs": "/no/such/dir", "output": "o"}, 403, "outside"),
     ({"model": "half_plus_two", "inputs": "missing/*.npy", "output": "o"}, 404, "No data file"),
     ({"model": "nope", "inputs": "x.npy", "output": "o"}, 404, "nope"),
     ({"model": "half_plus_two", "inputs": "x.npy", "output": "o", "signature_name": "zz"},
