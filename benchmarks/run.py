@@ -14,6 +14,9 @@ Scenarios (see benchmarks/README.md):
 - ``grpc``: TF Serving's gRPC Predict (``tensor_content`` inputs, benchmarks/grpc_loadgen.py) vs
   REST ``:predict`` on the same server, for half_plus_two (as ``http``) and for mlp784 (48
   clients, batching on, as ``mlp784``): req/s, latency, and the CPU efficiency of each.
+- ``bulk`` (opt-in: ``--only bulk``; benchmarks/bulk_bench.py): a bulk job of the mlp784 model
+  over ``--bulk-rows`` Parquet rows (1,000,000) against the model's own in-process rows/s at the
+  same batch size, and online ``:predict`` p99 of another model with and without a job running.
 - ``--mlserver`` (opt-in) adds MLServer 1.7 (its own venv, benchmarks/mlserver_bench.py) serving
   y = 0.5x + 2 to the ``http`` scenario (its REST v2 endpoint) and to the ``grpc`` scenario (its
   gRPC V2 ModelInfer): same load generator and concurrency, ours / MLServer.
@@ -53,7 +56,9 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 MODEL_CACHE = RESULTS / "models"
 PY = sys.executable
-SCENARIOS = ("serving_path", "http", "batching", "mlp784", "grpc")
+SCENARIOS = ("serving_path", "http", "batching", "mlp784", "grpc", "bulk")
+# What a run without --only runs: bulk (minutes, and a 3 GB data set) only when asked for.
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "bulk")
 # Targets of the issue (ratios measured side by side in one run; reported, never asserted).
 TARGET_MLP784_ON_OFF = 4.0
 TARGET_MLP784_CPU_EFFICIENCY = 0.5
@@ -63,6 +68,8 @@ TARGET_PREDICT_OVER_BARE = 0.7
 TARGET_SERVING_PATH_PER_CPU_S = 30_000.0
 TARGET_GRPC_MLP784_CPU_EFFICIENCY = 0.7
 TARGET_GRPC_OVER_MLSERVER_GRPC = 1.5
+TARGET_BULK_OVER_INPROCESS = 0.8
+TARGET_BULK_ONLINE_P99 = 1.5  # at most: p99 with a job running / without
 # "Today" in the issue that set the targets (this machine, before the data plane refactor,
 # commit ff17d4a): printed beside this run's figures.
 TODAY = {
@@ -72,6 +79,7 @@ TODAY = {
     "mlp784_on_off": "2.1-2.8x",
     "mlp784_cpu_efficiency": "0.30",
     "grpc": "n/a (new)",
+    "bulk": "n/a (new)",
 }
 # --server-arg: more arguments for every server of the run.
 SERVER_ARGS: list[str] = []
@@ -702,6 +710,17 @@ def grpc_mlp784(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return out
 
 
+def scenario_bulk(args: argparse.Namespace) -> dict[str, Any]:
+    """benchmarks/bulk_bench.py in a child: a bulk job over ``--bulk-rows`` rows vs the model
+    in process, and online p99 with and without a job (see its docstring)."""
+    rows = args.bulk_rows or (100_000 if args.quick else 1_000_000)
+    cmd = ["-m", "benchmarks.bulk_bench", "--rows", str(rows), "--duration", str(args.duration),
+           "--warmup", str(args.warmup), *(["--inprocess-seconds", "5"] if args.quick else []),
+           *args.bulk_arg]
+    log(f"bulk: {' '.join(cmd[1:])} (minutes: a job over {rows:,} rows, then online loads)")
+    return run_json(cmd, timeout=4 * 3600)
+
+
 def batch_stats(r: dict[str, Any], name: str, batching: bool) -> None:
     """Add to a load's result ``r`` (run with ``metrics=True``) what the server's metrics say
     of model ``name`` over it: batches, mean batch size (1 without ``batching``), mean model
@@ -848,6 +867,21 @@ def targets(results: dict[str, Any]) -> str:
                          f">= {TARGET_GRPC_OVER_MLSERVER_GRPC:.1f}x", TODAY["grpc"],
                          f"{fmt(v, 2)}x{span(r['ours_over_mlserver_rounds'])}: "
                          f"{verdict(v, TARGET_GRPC_OVER_MLSERVER_GRPC)}"))
+    b = results.get("bulk")
+    if b and "job_over_inprocess" in b:
+        v = b["job_over_inprocess"]
+        rows.append((f"bulk job rows/s / the model's own in process at batch {b['batch_size']} "
+                     f"({b['rows']:,} Parquet rows, mlp784)",
+                     f">= {TARGET_BULK_OVER_INPROCESS}x", TODAY["bulk"],
+                     f"{fmt(v, 2)}x{span(b['job_over_inprocess_rounds'])}: "
+                     f"{verdict(v, TARGET_BULK_OVER_INPROCESS)}"))
+    if b and "online" in b:
+        o = b["online"]
+        v = o["p99_ratio"]
+        met = "n/a" if v is None else ("met" if v <= TARGET_BULK_ONLINE_P99 else "NOT met")
+        rows.append((f"online {o['model']} p99 while a bulk job runs / without, "
+                     f"{o['concurrency']} clients", f"<= {TARGET_BULK_ONLINE_P99}x",
+                     TODAY["bulk"], f"{fmt(v, 2)}x{span(o['p99_ratio_rounds'])}: {met}"))
     lines = ["| target | wanted | today (before) | this run |", "|---|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -941,6 +975,9 @@ def table(results: dict[str, Any]) -> str:
     g = results.get("grpc")
     if g:
         grpc_table(g, row)
+    b = results.get("bulk")
+    if b:
+        bulk_table(b, row)
     lines = ["| scenario | metric | value | ratio | target |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -1015,6 +1052,60 @@ def grpc_table(g: dict[str, Any], row: Any) -> None:
             row(label, "CPU ms per row (process, all threads)", fmt(r.get("cpu_ms_per_row"), 3))
 
 
+def bulk_table(b: dict[str, Any], row: Any) -> None:
+    """The ``bulk`` scenario's rows of :func:`table`."""
+    bs = b["batch_size"]
+    job = b.get("job")
+    if job:
+        label = f"bulk job {b['rows']:,} rows, batch {bs} ({b['host']})"
+        v = b.get("job_over_inprocess")
+        row(label, "rows/s (server's figure) / wall s", f"{fmt(job.get('rows_per_second'))} / "
+            f"{fmt(job['wall_s'])}", f"{fmt(v, 2)}x model in process at {bs}"
+            f"{span(b['job_over_inprocess_rounds'])}",
+            f">= {TARGET_BULK_OVER_INPROCESS}x: {verdict(v, TARGET_BULK_OVER_INPROCESS)}")
+        row(label, "state", f"{job['state']}{': ' + job['error'] if job.get('error') else ''}")
+        row(label, "executed batch / model run ms / model busy",
+            f"{fmt(job.get('mean_batch_size'), 1)} / {fmt(job.get('mean_model_run_ms'), 1)} / "
+            f"{fmt(job.get('model_busy'), 2)}",
+            f"{fmt(b.get('job_over_inprocess_at_executed_batch'), 2)}x model in process at "
+            f"{b['executed_batch_size']}")
+        row(label, "server cores / CPU ms per row", f"{fmt(job.get('server_cores'), 2)} / "
+            f"{fmt(job.get('server_cpu_ms_per_row'), 3)}",
+            f"CPU efficiency {fmt(b.get('job_cpu_efficiency'), 2)} (model CPU/row at "
+            f"{b['executed_batch_size']} / server CPU/row)")
+        for size, r in sorted(b["model_in_process"].items(), key=lambda kv: int(kv[0])):
+            row(f"bulk model in process batch {size}", "rows/s (1 thread) / CPU ms per row",
+                f"{fmt(r['rows_per_s'])} / {fmt(r['cpu_ms_per_row'], 3)}",
+                "runs " + ", ".join(fmt(x["rows_per_s"]) for x in r["runs"]))
+    o = b.get("online")
+    if o:
+        for key, what in (("without", "without a job"), ("during", "while a job runs")):
+            r = o[key]
+            label = f"bulk online {o['model']} x{o['concurrency']} {what}"
+            rat = (f"{fmt(o['p99_ratio'], 2)}x p99{span(o['p99_ratio_rounds'])}, "
+                   f"{fmt(o['p50_ratio'], 2)}x p50" if key == "during" else "")
+            target = ""
+            if key == "during" and o["p99_ratio"] is not None:
+                ok = o["p99_ratio"] <= TARGET_BULK_ONLINE_P99
+                target = f"<= {TARGET_BULK_ONLINE_P99}x p99: {'met' if ok else 'NOT met'}"
+            row(label, "p50 / p99 ms", f"{fmt(r['p50_ms'], 2)} / {fmt(r['p99_ms'], 2)}", rat,
+                target)
+            row(label, "req/s", fmt(r["req_per_s"]),
+                f"{fmt(o['req_per_s_ratio'], 2)}x" if key == "during" else "")
+        if not o.get("job_running_throughout"):
+            row("bulk online", "the job had ended before the window did", "", "",
+                "use more --bulk-rows")
+    beam = b.get("beam")
+    if beam:
+        if beam.get("available"):
+            row(f"bulk Beam DirectRunner {beam['rows']:,} rows", "rows/s (wall, pipeline and "
+                "model load included)", fmt(beam["rows_per_s"]),
+                f"{fmt(beam.get('beam_over_server'), 2)}x the server's job on the slice "
+                f"({fmt(beam.get('server_job_rows_per_s'))} rows/s)")
+        else:
+            row("bulk Beam DirectRunner", "unavailable", beam.get("why", ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
@@ -1051,8 +1142,14 @@ def main(argv: list[str] | None = None) -> int:
                    "--server-arg=--TFServingApp.batch_timeout_micros=2000")
     p.add_argument("--num-batch-threads", type=int, default=0,
                    help="--TFServingApp.num_batch_threads for batching on (default: server's)")
+    p.add_argument("--bulk-rows", type=int, default=None,
+                   help="bulk scenario: rows of the data set (default 1,000,000; 100,000 with "
+                   "--quick)")
+    p.add_argument("--bulk-arg", action="append", default=[],
+                   help="bulk scenario: one more argument for benchmarks/bulk_bench.py "
+                   "(repeatable), e.g. --bulk-arg=--profile")
     p.add_argument("--only", action="append", choices=SCENARIOS,
-                   help="run only this scenario (repeatable)")
+                   help="run only this scenario (repeatable; bulk runs only when named)")
     p.add_argument("--output", help="JSON path (default benchmarks/results/<timestamp>.json)")
     args = p.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
@@ -1064,7 +1161,7 @@ def main(argv: list[str] | None = None) -> int:
     args.grpc_models = [m for m in args.grpc_models.split(",") if m]
     mw = args.mlserver_workers or "1,0"
     args.mlserver_workers = [int(w) for w in mw.split(",") if w]
-    scenarios = args.only or list(SCENARIOS)
+    scenarios = args.only or list(DEFAULT_SCENARIOS)
     SERVER_ARGS[:] = args.server_arg
     if args.mlserver and "http" not in scenarios and "grpc" not in scenarios:
         log("--mlserver runs within the http and grpc scenarios, neither selected: ignored")
@@ -1092,6 +1189,8 @@ def main(argv: list[str] | None = None) -> int:
                     results[name] = scenario_batching(args, workdir)
                 elif name == "grpc":
                     results[name] = scenario_grpc(args, workdir)
+                elif name == "bulk":
+                    results[name] = scenario_bulk(args)
                 else:
                     results[name] = scenario_mlp784(args, workdir)
             except Exception as exc:  # report the others anyway

@@ -222,7 +222,7 @@ class _Queue:
                  bulk: bool = False) -> None:
         self.key = key
         self.params = params
-        self.bulk = bulk  # a bulk job's queue: runs only when no online batch is ready
+        self.bulk = bulk  # a bulk job's queue: runs only when no online batch is ready or running
         self.capacity = params.execution_batch_size
         self.timeout = params.batch_timeout_micros / 1e6
         self.immediate = self.timeout == 0  # every queued batch is ready
@@ -283,10 +283,13 @@ class BatchScheduler:
         self._queues: dict[Hashable, _Queue] = {}
         self._order: list[_Queue] = []
         self._next = 0  # round-robin: where the next search for a ready batch starts
-        # Bulk batches run only when no online batch is ready, and at most this many at once,
-        # so that online work keeps a thread (with one thread, it waits for one batch at most).
+        # Bulk batches start only when no online batch is ready or running (a model run takes
+        # every core it can: one beside an online batch would slow it down), and at most this
+        # many run at once, so that online work keeps a thread (with one thread, it waits for
+        # one bulk batch at most).
         self._bulk_limit = max(1, num_batch_threads - 1)
         self._bulk_running = 0
+        self._online_running = 0
         self._stopped = False
         self._observers: tuple[Callable[[BatchEvent], None], ...] = ()
         self._threads = [
@@ -330,9 +333,9 @@ class BatchScheduler:
         call creates the queue; a live queue keeps the parameters it was made with.
         ``deadline`` is an absolute time of ``clock``; a task still queued past it fails with
         DEADLINE_EXCEEDED. ``bulk`` (a bulk job's work; it applies when the call creates the
-        queue, so a bulk job's key must differ from online keys): its batches run only when no
-        online batch is ready, at most ``num_batch_threads - 1`` of them at once (one with a
-        single thread), so online latency holds while a job runs.
+        queue, so a bulk job's key must differ from online keys): its batches start only when
+        no online batch is ready or running, at most ``num_batch_threads - 1`` of them at once
+        (one with a single thread), so online latency holds while a job runs.
 
         Raises ServingError at once: INVALID_ARGUMENT for inputs without a common positive row
         count, a task larger than ``max_batch_size`` without large batch splitting, or invalid
@@ -504,19 +507,28 @@ class BatchScheduler:
 
     # ------------------------------------------------------------------------------ the workers
 
+    def _bulk_may_start(self) -> bool:
+        return self._bulk_running < self._bulk_limit and not self._online_running
+
+    def _take(self, index: int) -> tuple[_Queue, _Batch]:
+        queue = self._order[index]
+        self._next = index + 1
+        if queue.bulk:
+            self._bulk_running += 1
+        else:
+            self._online_running += 1
+        return queue, queue.batches.popleft()
+
     def _pick(self, now: float) -> tuple[_Queue, _Batch] | None:
         """Take the next ready batch, round-robin over queues; a bulk queue's only when no
-        online batch is ready and fewer than the bulk limit run. Lock held."""
+        online batch is ready or running and fewer than the bulk limit run. Lock held."""
         order = self._order
         n = len(order)
         if n == 1:
             queue = order[0]
             if queue.batches and (queue.immediate or queue.ready(now)) and (
-                    not queue.bulk or self._bulk_running < self._bulk_limit):
-                self._next = 1
-                if queue.bulk:
-                    self._bulk_running += 1
-                return queue, queue.batches.popleft()
+                    not queue.bulk or self._bulk_may_start()):
+                return self._take(0)
             return None
         bulk = -1
         for i in range(n):
@@ -527,17 +539,13 @@ class BatchScheduler:
                     if bulk < 0:
                         bulk = index
                     continue
-                self._next = index + 1
-                return queue, queue.batches.popleft()
-        if bulk >= 0 and self._bulk_running < self._bulk_limit:
-            self._next = bulk + 1
-            self._bulk_running += 1
-            queue = order[bulk]
-            return queue, queue.batches.popleft()
+                return self._take(index)
+        if bulk >= 0 and self._bulk_may_start():
+            return self._take(bulk)
         return None
 
     def _wait_time(self, now: float) -> float | None:
-        bulk_may_run = self._bulk_running < self._bulk_limit
+        bulk_may_run = self._bulk_may_start()
         dues = [d for q in self._order
                 if (d := q.due()) is not None and (bulk_may_run or not q.bulk)]
         return max(0.0, min(dues) - now) if dues else None
@@ -587,9 +595,11 @@ class BatchScheduler:
                 self._process(*picked)
             except BaseException:  # pragma: no cover - _process fails its tasks itself
                 log.exception("Batch thread failed")
-            if picked[0].bulk:
-                with lock:
+            with lock:
+                if picked[0].bulk:
                     self._bulk_running -= 1
+                else:
+                    self._online_running -= 1
 
     def _process(self, queue: _Queue, batch: _Batch) -> None:
         """Run one batch and complete its tasks. Called on a batch thread, lock not held."""

@@ -19,9 +19,15 @@ Beam. Three pieces:
   sources listed into the same shards, per shard the same file (``part-NNNNN.<ext>`` with the
   same key columns and result columns, in the same order and dtypes) and the same
   ``manifest.json``, so an output directory is interchangeable between the two engines: either
-  resumes the other's, skipping the shards its manifest lists. Beam writes the manifest once,
-  after every shard of the run is written (the server rewrites it after each shard): a run that
-  fails leaves complete part files that the manifest does not list, and a rerun does them again.
+  resumes the other's, skipping the shards its manifest lists. The pipeline: the shards to do
+  -> each read on a worker (inputs cast, keys chosen by the runner's own functions) -> one
+  element per row through ``RunInference`` -> the results packed per shard -> grouped by shard
+  with its keys -> the shard's file, its rows back in order -> the manifest. Beam writes the
+  manifest once, after every shard of the run is written (the server rewrites it after each
+  shard): a run that fails leaves complete part files that the manifest does not list, and a
+  rerun does them again. Result columns come in the order of the signature's outputs as the
+  process that builds the pipeline loads them (a SavedModel's order is its process's own), so
+  every worker writes the same order.
 
 Who calls: a notebook or a script, in the process that builds the pipeline (it needs the
 repository and the data set on a file system it can list); the workers then read the shards,
@@ -52,6 +58,8 @@ from apache_beam.ml.inference.base import (
 )
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from ..core import defaults
 from ..core.model_spec import ModelSpec
@@ -278,6 +286,10 @@ class RepositoryModelHandler(ModelHandler[Row, PredictionResult, Servable]):
             raise invalid_argument("RepositoryModelHandler takes no inference_args (a "
                                    f"signature's inputs are the row's): {sorted(inference_args)}")
 
+    def get_num_bytes(self, batch: Sequence[Row]) -> int:
+        """The batch's array bytes, for Beam's metrics (its default pickles every batch)."""
+        return sum(int(np.asarray(v).nbytes) for row in batch for v in row.values())
+
     def get_metrics_namespace(self) -> str:
         return "jupyter_tfserving"
 
@@ -343,15 +355,52 @@ class _ReadShard(beam.DoFn):
             yield (shard.index, i), {name: values[i, ...] for name, values in inputs.items()}
 
 
-def _by_shard(keyed: tuple[tuple[int, int], PredictionResult], with_inputs: bool
-              ) -> tuple[int, tuple[int, Any, Any]]:
-    """``((shard, row), result)`` -> ``(shard, (row, outputs, inputs or None))``."""
-    (index, row), result = keyed
-    return index, (row, result.inference, result.example if with_inputs else None)
+# A pack: rows of one shard (their indices in it), their outputs and, for a prediction_log,
+# their inputs, each stacked; what crosses the shuffle instead of one element per row.
+_Pack = tuple[np.ndarray, dict[str, np.ndarray], "dict[str, np.ndarray] | None"]
+
+
+def _pack(items: list[tuple[int, Mapping[str, np.ndarray], Row | None]]) -> _Pack:
+    rows = np.array([item[0] for item in items], dtype=np.int64)
+    outputs = {name: np.stack([item[1][name] for item in items]) for name in items[0][1]}
+    first = items[0][2]
+    inputs = None if first is None else {
+        name: np.stack([item[2][name] for item in items if item[2] is not None])
+        for name in first}
+    return rows, outputs, inputs
+
+
+class _PackByShard(beam.DoFn):
+    """``((shard, row), result)`` -> ``(shard, pack)``: a bundle's results of one shard,
+    up to ``PACK_ROWS`` rows a pack (one element to encode for the shuffle, not one a row)."""
+
+    PACK_ROWS = 4096
+
+    def __init__(self, with_inputs: bool) -> None:
+        self._with_inputs = with_inputs
+        self._items: dict[int, list[tuple[int, Mapping[str, np.ndarray], Row | None]]] = {}
+
+    def start_bundle(self) -> None:
+        self._items = {}
+
+    def process(self, keyed: tuple[tuple[int, int], Any]) -> Iterator[tuple[int, _Pack]]:
+        (index, row), result = keyed  # result: a PredictionResult (its fields are generic)
+        outputs: Mapping[str, np.ndarray] = result.inference
+        inputs: Row | None = result.example if self._with_inputs else None
+        items = self._items.setdefault(index, [])
+        items.append((row, outputs, inputs))
+        if len(items) >= self.PACK_ROWS:
+            yield index, _pack(self._items.pop(index))
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for index, items in self._items.items():
+            yield WindowedValue((index, _pack(items)), GlobalWindow().max_timestamp(),
+                                (GlobalWindow(),))
+        self._items = {}
 
 
 class _WriteShard(beam.DoFn):
-    """``(shard, {"rows": its results, "keys": [(rows, key columns)]})`` -> the shard's file,
+    """``(shard, {"rows": its packs, "keys": [(rows, key columns)]})`` -> the shard's file,
     written as the server's job writes it; yields ``(shard, rows)``."""
 
     def __init__(self, job: BeamJob) -> None:
@@ -362,23 +411,26 @@ class _WriteShard(beam.DoFn):
         shard = job.source.shards[index]
         where = job.source.where(shard)
         ((rows, keys),) = list(groups["keys"])
-        results = sorted(groups["rows"], key=lambda r: r[0])
-        if [r[0] for r in results] != list(range(rows)):
-            raise ServingError(Code.INTERNAL, f"{where}: {len(results)} results came back for "
+        packs: list[_Pack] = list(groups["rows"])
+        got = np.concatenate([p[0] for p in packs]) if packs else np.empty(0, np.int64)
+        order = np.argsort(got, kind="stable")
+        if not np.array_equal(got[order], np.arange(rows)):
+            raise ServingError(Code.INTERNAL, f"{where}: {len(got)} results came back for "
                                f"{rows} rows")
         spec = job.spec
         # A SavedModel's outputs come in an order of its process's own (protobuf map order):
         # every worker writes them in the order of the process that built the pipeline.
-        names = [n for n in job.outputs if n in results[0][1]]
-        names += [n for n in results[0][1] if n not in names]
+        names = [n for n in job.outputs if n in packs[0][1]]
+        names += [n for n in packs[0][1] if n not in names]
         try:
-            outputs = _results(spec.method, {name: np.stack([r[1][name] for r in results])
-                                             for name in names})
+            outputs = _results(spec.method, {
+                name: np.concatenate([p[1][name] for p in packs])[order] for name in names})
         except ServingError as exc:
             raise ServingError(exc.code, f"{where}: {exc.message}") from None
         path = sinks.shard_file(spec.output, index, spec.output_format)
         if spec.output_format == "prediction_log":
-            inputs = {name: np.stack([r[2][name] for r in results]) for name in results[0][2]}
+            inputs = {name: np.concatenate([p[2][name] for p in packs if p[2] is not None])[order]
+                      for name in packs[0][2] or {}}
             log = sinks.LogSpec(spec.method, spec.model, job.version, job.signature_name)
             yield index, sinks.write_prediction_log(path, log, inputs, outputs)
         else:
@@ -415,7 +467,7 @@ class _RunJob(beam.PTransform):
         with_inputs = job.spec.output_format == "prediction_log"
         results = (read.rows
                    | "Run" >> RunInference(KeyedModelHandler(self._handler))
-                   | "ByShard" >> beam.Map(_by_shard, with_inputs))
+                   | "Pack" >> beam.ParDo(_PackByShard(with_inputs)))
         written = ({"rows": results, "keys": read.keys}
                    | "Gather" >> beam.CoGroupByKey()
                    | "Write" >> beam.ParDo(_WriteShard(job)))
@@ -484,8 +536,8 @@ def run_job_on_beam(spec: JobSpec, repository: str,
     it did (:meth:`BeamJob.summary`). Raises ServingError for a bad spec (nothing run),
     ABORTED when the pipeline ends other than DONE, and the runner's error for a failure on
     the workers. Blocking."""
-    if pipeline_options is None:
-        options = PipelineOptions()
+    if pipeline_options is None:  # not PipelineOptions(): it would parse this process's argv
+        options = PipelineOptions(flags=[])
     elif isinstance(pipeline_options, PipelineOptions):
         options = pipeline_options
     else:

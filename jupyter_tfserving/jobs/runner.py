@@ -547,12 +547,14 @@ def _keys(columns: Columns, keys: Sequence[str], inputs: Columns, where: str) ->
 
 
 def _results(method: str, outputs: Columns) -> Columns:
-    """The columns a shard's results are written as: predict, the signature's outputs;
-    classify, :data:`~.sinks.CLASSES` (labels) and :data:`~.sinks.SCORES` (float32), both
-    [rows, K], as the data plane's :func:`~..dataplane.classifications` checks and reads them
-    ("" and 0.0 where the signature has no such output, as TF Serving's ClassificationResult
-    holds them); regress, :data:`~.sinks.VALUE` (float32 [rows], its
-    :func:`~..dataplane.regressions`). INVALID_ARGUMENT for outputs that do not fit."""
+    """The columns a shard's results are written as: predict, the signature's outputs, by
+    name (a SavedModel's come in no fixed order, and every shard of a job, in any process and
+    on either engine, must have the same columns); classify, :data:`~.sinks.CLASSES`
+    (labels) and :data:`~.sinks.SCORES` (float32), both [rows, K], as the data plane's
+    :func:`~..dataplane.classifications` checks and reads them ("" and 0.0 where the
+    signature has no such output, as TF Serving's ClassificationResult holds them); regress,
+    :data:`~.sinks.VALUE` (float32 [rows], its :func:`~..dataplane.regressions`).
+    INVALID_ARGUMENT for outputs that do not fit."""
     if method == "classify":
         classified = classifications(outputs)
         shape = (classified.num_examples, classified.num_classes)
@@ -563,4 +565,4 @@ def _results(method: str, outputs: Columns) -> Columns:
         return {sinks.CLASSES: labels, sinks.SCORES: scores}
     if method == "regress":
         return {sinks.VALUE: regressions(outputs)}
-    return outputs
+    return {name: outputs[name] for name in sorted(outputs)}

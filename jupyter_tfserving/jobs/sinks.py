@@ -71,6 +71,15 @@ def _parquet_column(values: np.ndarray) -> Any:
     return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
 
 
+def _unpickled(values: np.ndarray) -> np.ndarray:
+    """Strings as fixed-width bytes (``S``): an object array would be pickled into the
+    ``.npz``, which nothing here reads back (trailing NUL bytes do not survive ``S``)."""
+    if values.dtype != object:
+        return values
+    return np.array([v.encode("utf-8") if isinstance(v, str) else bytes(v)
+                     for v in values.reshape(-1)], dtype=np.bytes_).reshape(values.shape)
+
+
 def write_shard(path: str, columns: Mapping[str, np.ndarray], fmt: str) -> int:
     """Write ``columns`` (all with the same number of rows) to ``path`` in ``fmt``, whole or
     not at all; the number of rows. Rows of more than one dimension are flattened in Parquet
@@ -85,7 +94,8 @@ def write_shard(path: str, columns: Mapping[str, np.ndarray], fmt: str) -> int:
 
     def write(tmp: str) -> None:
         if fmt == "npz":
-            arrays: dict[str, Any] = {name: np.asarray(v) for name, v in columns.items()}
+            arrays: dict[str, Any] = {name: _unpickled(np.asarray(v))
+                                      for name, v in columns.items()}
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
             return

@@ -258,6 +258,8 @@ def bulk_predict(name: str, data: Any, output: str | None = None, *,
                  output_format: str = "parquet", batch_size: int | None = None,
                  rows_per_shard: int | None = None, keys: Sequence[str] | None = None,
                  job_id: str | None = None, wait: bool = True, progress: bool = True,
+                 engine: str = "server", pipeline_options: Any = None,
+                 repository: str | None = None,
                  client: TFServingClient | None = None) -> BulkJob:
     """Run model ``name`` (``version`` or ``label``, else its unversioned route, pinned when
     the job starts) over ``data`` as a server-side bulk job writing to ``output`` (a
@@ -265,7 +267,13 @@ def bulk_predict(name: str, data: Any, output: str | None = None, *,
     ``output_format`` (``parquet``, ``npz`` or ``prediction_log``). ``method``: ``predict``,
     or ``classify``/``regress`` over TFRecord files of tf.Example. Returns the job's handle,
     after following it to its end unless ``wait`` is False. Raises TFServingError for a job
-    the server refuses (the message says why), JobFailed when it fails."""
+    the server refuses (the message says why), JobFailed when it fails.
+
+    ``engine="beam"`` runs the same job on Apache Beam instead (the ``beam`` extra), from this
+    process: ``pipeline_options`` (a ``PipelineOptions`` or flags; default ``DirectRunner``)
+    choose the runner, the version is loaded from ``repository`` (default: the directory
+    holding the model's base path, as the server reports it), and the output is the same
+    files as the server's job would write. It blocks until the pipeline ends."""
     from .serving import connect
 
     client = client or connect()
@@ -273,8 +281,56 @@ def bulk_predict(name: str, data: Any, output: str | None = None, *,
                        signature_name=signature_name, method=method,
                        output_format=output_format, batch_size=batch_size,
                        rows_per_shard=rows_per_shard, keys=keys, job_id=job_id)
+    if engine == "beam":
+        return _run_on_beam(client, body, repository, pipeline_options)
+    if engine != "server":
+        raise ValueError(f"engine must be 'server' or 'beam', got {engine!r}")
     job = BulkJob(client, client.call("POST", "/api/jobs", json_body=body, timeout=600))
     return job.wait(progress=progress) if wait else job
+
+
+class BeamRun(BulkJob):
+    """A job that ran on Apache Beam from this kernel (``bulk_predict(engine="beam")``): it has
+    ended when it is returned; ``info`` is what it did (``run_job_on_beam``'s summary)."""
+
+    def refresh(self) -> dict[str, Any]:
+        return self.info
+
+    def wait(self, timeout: float | None = None, *, progress: bool = True,
+             poll: float = 0.25) -> BulkJob:
+        return self
+
+    def cancel(self) -> dict[str, Any]:
+        raise ValueError("A Beam run has ended when it is returned; there is nothing to cancel")
+
+    def resume(self, *, wait: bool = True, progress: bool = True) -> BulkJob:
+        raise ValueError("Run bulk_predict(engine='beam') again: it skips complete shards")
+
+
+def _run_on_beam(client: TFServingClient, body: dict[str, Any], repository: str | None,
+                 pipeline_options: Any) -> BeamRun:
+    from ..jobs.beam import run_job_on_beam
+    from ..jobs.runner import JobSpec
+    from ..jobs.sources import DEFAULT_ROWS_PER_SHARD
+
+    if repository is None:
+        base_path = client.model(body["model"]).get("base_path")
+        if not base_path:
+            raise ValueError(f"The server does not say where model {body['model']} is: give "
+                             "repository=")
+        repository = os.path.dirname(base_path)
+    output = body["output"]
+    if not os.path.isabs(output):  # the server's default, under its root_dir: here, the cwd
+        output = os.path.abspath(output)
+    spec = JobSpec(model=body["model"], inputs=tuple(body["inputs"]), output=output,
+                   version=body.get("version"), label=body.get("label"),
+                   signature=body.get("signature_name"), method=body["method"],
+                   output_format=body["output_format"],
+                   batch_size=body.get("batch_size") or JobSpec.batch_size,
+                   rows_per_shard=body.get("rows_per_shard") or DEFAULT_ROWS_PER_SHARD,
+                   keys=tuple(body.get("keys") or ()))
+    summary = run_job_on_beam(spec, repository, pipeline_options)
+    return BeamRun(client, {"id": "beam", "error": None, **summary})
 
 
 def jobs(client: TFServingClient | None = None) -> list[BulkJob]:

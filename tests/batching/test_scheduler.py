@@ -765,3 +765,20 @@ def test_bulk_batches_leave_a_thread_to_online_work(make_scheduler: MakeSchedule
     job.release.set()
     assert first.result(WAIT)["y"].tolist() == [[2.0]]
     assert second.result(WAIT)["y"].tolist() == [[4.0]]
+
+
+def test_no_bulk_batch_starts_while_an_online_batch_runs(make_scheduler: MakeScheduler) -> None:
+    """A model run takes every core it can: a bulk batch waits while an online batch runs,
+    though a thread is idle and the bulk slot free, and starts when the online batch ends."""
+    sched = make_scheduler(3)
+    online = Recorder(block_first=True, label="online")
+    job = Recorder(label="job")
+    p = params(max_batch_size=1, num_batch_threads=3)
+    answer = sched.schedule("online", {"x": col(5)}, online, p)
+    online.wait_started()
+    bulk = sched.schedule("job", {"x": col(1)}, job, p, bulk=True)
+    threading.Event().wait(0.1)
+    assert not bulk.done() and job.sizes() == []
+    online.release.set()
+    assert answer.result(WAIT)["y"].tolist() == [[10.0]]
+    assert bulk.result(WAIT)["y"].tolist() == [[2.0]]

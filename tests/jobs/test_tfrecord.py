@@ -204,7 +204,7 @@ def test_predict_classify_regress_equal_the_models_own(served, tmp_path: Path) -
     _run(jobs, "r", JobSpec("ex", inputs, str(data / "r"), signature="regress",
                             method="regress", output_format="npz", **common))
     _, values = service.dataplane.regress(ModelRef("ex"), "regress", _batch(records))
-    parts = [np.load(p, allow_pickle=True) for p in sorted((data / "r").glob("part-*.npz"))]
+    parts = [np.load(p, allow_pickle=False) for p in sorted((data / "r").glob("part-*.npz"))]
     assert set(parts[0].files) == {"id", "name", "value"}
     assert np.concatenate([p["id"] for p in parts]).tolist() == list(range(43))
     value = np.concatenate([p["value"] for p in parts])

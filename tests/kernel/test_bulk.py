@@ -160,3 +160,18 @@ def test_evaluate_takes_the_labels_from_a_column_and_custom_metrics(here):
         evaluate("cls", frame, "truth", metrics=["nope"], progress=False)
     with pytest.raises(ValueError, match="no label"):
         evaluate("cls", frame, "truth", version_labels=["canary"], progress=False)
+
+
+def test_one_argument_moves_a_job_to_beam(here, exported_models):
+    pytest.importorskip("apache_beam", reason="the beam extra is not installed "
+                        "(pip install jupyter_tfserving[beam])")
+    serve(str(exported_models / "half_plus_two" / "1"), name="hp", quiet=True)
+    x = np.linspace(-1, 1, 300, dtype=np.float32).reshape(-1, 1)
+    np.savez(here / "x.npz", x=x, id=np.arange(300))
+    on_server = bulk_predict("hp", "x.npz", "server-out", rows_per_shard=128, progress=False)
+    on_beam = bulk_predict("hp", "x.npz", "beam-out", rows_per_shard=128, engine="beam")
+    assert on_beam.state == "completed" and on_beam.info["rows_done"] == 300
+    assert sorted(p.name for p in (here / "beam-out").iterdir()) == \
+        sorted(p.name for p in (here / "server-out").iterdir())
+    pd.testing.assert_frame_equal(on_beam.result(), on_server.result())
+    np.testing.assert_allclose(np.stack(on_beam.result()["y"]), x * 0.5 + 2)
