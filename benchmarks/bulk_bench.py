@@ -54,11 +54,8 @@ What is measured, all in one run, side by side (the machine is shared and noisy)
 
 The server: a real ``python -m jupyter_tfserving`` child (``benchmarks.run.server``; its
 ``root_dir`` is ``benchmarks/results``, so jobs may read the data and write there), jobs started
-with ``POST P/api/jobs`` and polled with ``GET P/api/jobs/{id}``. ``--host inprocess`` (or
-``auto`` when that route answers 404) runs the same ``ModelService`` with its REST handlers on a
-thread of this process instead, with a :class:`~jupyter_tfserving.jobs.runner.JobRunner` made
-on that service (the process serving the online requests is the one running the job either
-way).
+with ``POST P/api/jobs`` and polled with ``GET P/api/jobs/{id}`` (the process serving the
+online requests is the one running the job).
 
 The server runs with its defaults (``--job-model-batching``, ``--job-max-enqueued-batches`` and
 ``--server-env`` change them, for experiments). Before commit faf12ff the runner submitted a
@@ -77,14 +74,11 @@ import itertools
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -215,8 +209,7 @@ def model_in_process(model_dir: Path, rows: np.ndarray, batch_sizes: list[int],
 
 
 class Host(Protocol):
-    """The server the benchmark drives: a ``python -m jupyter_tfserving`` child (REST jobs) or
-    the same service in this process (:class:`InProcessHost`)."""
+    """The server the benchmark drives: a ``python -m jupyter_tfserving`` child (REST jobs)."""
 
     mode: str
     port: int
@@ -291,94 +284,6 @@ class RestHost:
                                f"{body[:300]!r}")
 
 
-class InProcessHost:
-    """The ``ModelService`` the extension builds (``TFServingApp(...).service_options()``), with
-    the extension's REST handlers on 127.0.0.1 on a thread of this process (as the kernel's
-    embedded server runs them), and a ``JobRunner`` made on that service for the jobs."""
-
-    mode = "inprocess"
-
-    def __init__(self, model_root: Path, roots: list[str], server_args: dict[str, Any]) -> None:
-        from jupyter_server.auth.authorizer import AllowAllAuthorizer
-        from jupyter_server.auth.identity import IdentityProvider
-        from jupyter_server.serverapp import ServerApp
-        from tornado import httpserver, web
-
-        from jupyter_tfserving.app import TFServingApp
-        from jupyter_tfserving.jobs.runner import JobRunner
-        from jupyter_tfserving.rest.handlers import SERVICE_SETTING
-        from jupyter_tfserving.rest.routes import api_handlers
-        from jupyter_tfserving.service import ModelService
-
-        options = TFServingApp(model_root=str(model_root), file_system_poll_wait_seconds=0,
-                               **server_args).service_options()
-        self.service = ModelService(options)
-        self.token = secrets.token_hex(16)
-        app = web.Application(api_handlers(f"/{PREFIX.strip('/')}"), **{
-            SERVICE_SETTING: self.service,
-            "identity_provider": IdentityProvider(token=self.token),
-            "authorizer": AllowAllAuthorizer(), "base_url": "/",
-            "cookie_secret": secrets.token_bytes(32), "xsrf_cookies": True,
-            "log_function": lambda handler: None,
-        })
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
-        sock.setblocking(False)
-        self.port = sock.getsockname()[1]
-        self.runner = JobRunner(self.service.dataplane, self.service.manager, roots)
-        self.service.start()
-        ready = threading.Event()
-        body_limit = ServerApp.class_traits()["max_body_size"].default_value
-        self._loop: Any = None
-
-        def run() -> None:
-            import asyncio
-
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            http = httpserver.HTTPServer(app, max_body_size=body_limit)
-            http.add_sockets([sock])
-            loop.call_soon(ready.set)
-            loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="bulk-bench-http", daemon=True)
-        self._thread.start()
-        if not ready.wait(30):
-            raise RuntimeError("the in-process server did not start")
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def pids(self) -> list[int]:
-        return [os.getpid()]
-
-    def start_job(self, doc: dict[str, Any]) -> str:
-        from jupyter_tfserving.jobs.runner import JobSpec
-
-        job_id = secrets.token_hex(6)
-        spec = JobSpec(model=doc["model"], inputs=tuple(doc["inputs"]), output=doc["output"],
-                       version=doc.get("version"), batch_size=doc.get("batch_size", 256))
-        self.runner.start(job_id, spec)
-        return job_id
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        return self.runner.get(job_id).to_json()
-
-    def cancel(self, job_id: str) -> None:
-        self.runner.cancel(job_id)
-
-    def stop(self) -> None:
-        self.runner.stop(60)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-        self.service.stop(30)
-
-
 def wait_available(host: Host, model: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -400,33 +305,21 @@ def server_metrics(host: Host) -> str:
 
 @contextlib.contextmanager
 def make_host(args: argparse.Namespace, model_root: Path, workdir: Path) -> Iterator[Host]:
-    """The server (see the module docstring): ``--host server`` (REST jobs), ``inprocess``,
-    or ``auto`` (server; in process when its ``P/api/jobs`` answers 404)."""
+    """The server (see the module docstring), its jobs through ``P/api/jobs``."""
     params = dict(json.loads(args.job_model_batching or "{}"))
     if args.job_max_enqueued_batches:
         params["max_enqueued_batches"] = args.job_max_enqueued_batches
     batching = {JOB_MODEL: params} if params else {}
-    if args.host in ("server", "auto"):
-        extra = [f"--ServerApp.root_dir={RESULTS}"]
-        if batching:
-            extra.append(f"--TFServingApp.model_batching_parameters={json.dumps(batching)}")
-        env = dict(kv.split("=", 1) for kv in args.server_env)
-        with server(model_root, workdir, extra, env=env) as srv:
-            host = RestHost(srv)
-            srv.wait_available(JOB_MODEL)
-            if host.jobs_route():
-                yield host
-                return
-            if args.host == "server":
-                raise RuntimeError(f"the server has no {PREFIX}/api/jobs route (404)")
-            log(f"bulk: the server answers 404 for {PREFIX}/api/jobs: running the service in "
-                "process instead (--host inprocess)")
-    inproc = InProcessHost(model_root, [str(RESULTS)],
-                           {"model_batching_parameters": batching} if batching else {})
-    try:
-        yield inproc
-    finally:
-        inproc.stop()
+    extra = [f"--ServerApp.root_dir={RESULTS}"]
+    if batching:
+        extra.append(f"--TFServingApp.model_batching_parameters={json.dumps(batching)}")
+    env = dict(kv.split("=", 1) for kv in args.server_env)
+    with server(model_root, workdir, extra, env=env) as srv:
+        host = RestHost(srv)
+        srv.wait_available(JOB_MODEL)
+        if not host.jobs_route():
+            raise RuntimeError(f"the server has no {PREFIX}/api/jobs route (404)")
+        yield host
 
 
 def run_job(host: Host, data: Path, out: Path, batch_size: int,
@@ -773,14 +666,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--row-group", type=int, default=65_536, help="Parquet row group rows")
     p.add_argument("--vector-type", choices=("fixed", "list"), default="fixed",
                    help="x as fixed_size_list<float32>[784] or list<float32>")
-    p.add_argument("--host", choices=("auto", "server", "inprocess"), default="auto")
     p.add_argument("--job-max-enqueued-batches", type=int, default=0,
                    help="max_enqueued_batches for the job's model (default 0: the server's)")
     p.add_argument("--job-model-batching", default=None,
                    help='more batching parameters for the job\'s model (JSON, TF Serving names, '
                    'e.g. \'{"max_batch_size": 256}\': the bulk lane then runs one call a batch)')
     p.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="environment of the server child (repeatable; --host server), e.g. "
+                   help="environment of the server child (repeatable), e.g. "
                    "TF_NUM_INTRAOP_THREADS=1")
     p.add_argument("--online-model", default="half_plus_two",
                    choices=("half_plus_two", "mlp_in256", "mlp"))

@@ -189,7 +189,7 @@ def regressions(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
     return arr.reshape(-1).astype(np.float32)
 
 
-def _check_method(signature: SignatureInfo, expected: str, what: str) -> None:
+def check_method(signature: SignatureInfo, expected: str, what: str) -> None:
     if signature.method_name != expected:
         raise invalid_argument(
             f"Expected {what} signature method_name to be {expected}. "
@@ -317,7 +317,7 @@ class DataPlane:
                 raise SignatureNotFound(
                     name, f"No signature was found with the name: {name}") from None
             if self.options.signature_method_name_check:
-                _check_method(signature, method, what)
+                check_method(signature, method, what)
             return handle.id.version, result(handle.servable.run_examples(name, batch))
 
     def classify(self, ref: ModelRef, signature_name: str | None,

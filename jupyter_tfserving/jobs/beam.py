@@ -69,7 +69,7 @@ from ..core.servable import DEFAULT_SIGNATURE, LoadSpec, Servable, SignatureInfo
 from ..core.serving_state import STATE_FILE_NAME, ModelServingState, ServingStateFile
 from ..core.state import ServableId
 from ..core.status import Code, ServingError, invalid_argument, not_found
-from ..dataplane import _check_method
+from ..dataplane import check_method
 from ..model_config import read_model_config
 from ..platforms import make_loader
 from ..platforms.python import read_platform
@@ -77,10 +77,10 @@ from . import sinks
 from .runner import (
     METHODS,
     JobSpec,
-    _examples_input,
-    _keys,
-    _results,
     cast_inputs,
+    examples_input_of,
+    key_columns,
+    result_columns,
 )
 from .sources import EXAMPLES_COLUMN, Columns, Shard, Source, confine, open_source, select_inputs
 
@@ -350,7 +350,7 @@ class _ReadShard(beam.DoFn):
             inputs = cast_inputs(select_inputs(columns, signature.inputs, where), signature,
                                  where)
         yield beam.pvalue.TaggedOutput(
-            "keys", (shard.index, (shard.rows, _keys(columns, job.spec.keys, inputs, where))))
+            "keys", (shard.index, (shard.rows, key_columns(columns, job.spec.keys, inputs, where))))
         for i in range(shard.rows):
             yield (shard.index, i), {name: values[i, ...] for name, values in inputs.items()}
 
@@ -423,7 +423,7 @@ class _WriteShard(beam.DoFn):
         names = [n for n in job.outputs if n in packs[0][1]]
         names += [n for n in packs[0][1] if n not in names]
         try:
-            outputs = _results(spec.method, {
+            outputs = result_columns(spec.method, {
                 name: np.concatenate([p[1][name] for p in packs])[order] for name in names})
         except ServingError as exc:
             raise ServingError(exc.code, f"{where}: {exc.message}") from None
@@ -508,11 +508,11 @@ def build_job_pipeline(pipeline: beam.Pipeline, spec: JobSpec, repository: str, 
     signature = handler.signature_info()
     checked = METHODS[spec.method]
     if checked is not None and signature_method_name_check:
-        _check_method(signature, *checked)
+        check_method(signature, *checked)
     only = next(iter(signature.inputs)) if len(signature.inputs) == 1 else "x"
     source = open_source(list(spec.inputs), allowed, rows_per_shard=spec.rows_per_shard,
                          npy_column=only, keys=spec.keys)
-    examples_input = _examples_input(spec, source.format, signature, signature_name, version)
+    examples_input = examples_input_of(spec, source.format, signature, signature_name, version)
     os.makedirs(output, exist_ok=True)
     pinned = dataclasses.replace(spec, output=output)
     manifest = sinks.read_manifest(output) or {}

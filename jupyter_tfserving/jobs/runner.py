@@ -44,7 +44,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +57,7 @@ from ..core.manager import Manager
 from ..core.servable import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD, SignatureInfo
 from ..core.serving_state import write_atomically
 from ..core.status import Code, ServingError, invalid_argument
-from ..dataplane import DataPlane, PredictCall, _check_method, classifications, regressions
+from ..dataplane import DataPlane, PredictCall, check_method, classifications, regressions
 from . import sinks
 from .sources import (
     DEFAULT_ROWS_PER_SHARD,
@@ -352,12 +352,12 @@ class JobRunner:
             signature = signatures[signature_name]
             checked = METHODS[spec.method]
             if checked is not None and self._dataplane.options.signature_method_name_check:
-                _check_method(signature, *checked)
+                check_method(signature, *checked)
             only = next(iter(signature.inputs)) if len(signature.inputs) == 1 else "x"
             source = open_source(list(spec.inputs), self.roots,
                                  rows_per_shard=spec.rows_per_shard, npy_column=only,
                                  keys=spec.keys)
-            examples_input = _examples_input(spec, source.format, signature, signature_name,
+            examples_input = examples_input_of(spec, source.format, signature, signature_name,
                                              handle.id.version)
             os.makedirs(output, exist_ok=True)
             pinned = dataclasses.replace(spec, output=output)
@@ -397,14 +397,20 @@ class JobRunner:
             sinks.shard_file(job.spec.output, i, job.spec.output_format)), "rows": rows}
             for i, rows in done.items()}
         stopped = JobState.CANCELLED
+        todo = [shard for shard in source.shards if shard.index not in done]
+        # The next shard is read while this one's calls run, so the model does not wait for
+        # the file (one read ahead: a shard's columns are held at most twice).
+        reader = ThreadPoolExecutor(1, thread_name_prefix=f"tfserving-job-{job.id}-read")
+        ahead = reader.submit(source.read, todo[0]) if todo else None
         try:
-            for shard in source.shards:
+            for i, shard in enumerate(todo):
                 if job._cancel.is_set():
                     job.state = JobState.INTERRUPTED if job._interrupt else stopped
                     return
-                if shard.index in done:
-                    continue
-                rows = self._shard(job, source, shard, plan, handle)
+                assert ahead is not None
+                columns = ahead.result()
+                ahead = reader.submit(source.read, todo[i + 1]) if i + 1 < len(todo) else None
+                rows = self._shard(job, source, shard, columns, plan, handle)
                 if rows is None:
                     job.state = JobState.INTERRUPTED if job._interrupt else stopped
                     return
@@ -423,24 +429,24 @@ class JobRunner:
             log.exception("jupyter_tfserving: job %s failed", job.id)
             job.error, job.state = f"Internal error: {type(exc).__name__}", JobState.FAILED
         finally:
+            reader.shutdown(wait=True, cancel_futures=True)
             progress.finished_at = time.time()
             handle.release()
             self._save()
 
-    def _shard(self, job: Job, source: Source, shard: Shard, plan: _Plan,
+    def _shard(self, job: Job, source: Source, shard: Shard, columns: Columns, plan: _Plan,
                handle: ServableHandle) -> int | None:
         """Run and write one shard (it has at least one row) on the version ``handle`` pins;
         its rows (None: cancelled midway, nothing written). Returns or raises only once every
         call it made has ended."""
         spec = job.spec
         where = source.where(shard)
-        columns = source.read(shard)
         if plan.examples_input is not None:
             inputs = {plan.examples_input: columns[EXAMPLES_COLUMN]}
         else:
             inputs = cast_inputs(select_inputs(columns, plan.signature.inputs, where),
                                  plan.signature, where)
-        keys = _keys(columns, spec.keys, inputs, where)
+        keys = key_columns(columns, spec.keys, inputs, where)
         futures: list[Future[dict[str, np.ndarray]]] = []
         try:
             try:
@@ -457,7 +463,7 @@ class JobRunner:
                 outputs = [f.result() for f in futures]
             finally:
                 wait(futures)  # they run on the job's handle, released once the job ends
-            results = _results(spec.method, {name: np.concatenate([o[name] for o in outputs])
+            results = result_columns(spec.method, {name: np.concatenate([o[name] for o in outputs])
                                              for name in outputs[0]})
         except ServingError as exc:
             raise ServingError(exc.code, f"{where}: {exc.message}") from None
@@ -509,7 +515,7 @@ class _Plan:
     examples_input: str | None
 
 
-def _examples_input(spec: JobSpec, fmt: str, signature: SignatureInfo, signature_name: str,
+def examples_input_of(spec: JobSpec, fmt: str, signature: SignatureInfo, signature_name: str,
                     version: int) -> str | None:
     """The signature's input that takes serialized tf.Examples when the data is TFRecord,
     else None: a signature with one input (for predict, a DT_STRING one: for classify and
@@ -533,7 +539,7 @@ def _examples_input(spec: JobSpec, fmt: str, signature: SignatureInfo, signature
     return name
 
 
-def _keys(columns: Columns, keys: Sequence[str], inputs: Columns, where: str) -> Columns:
+def key_columns(columns: Columns, keys: Sequence[str], inputs: Columns, where: str) -> Columns:
     """The columns a shard's results carry: ``keys`` (INVALID_ARGUMENT naming ``where`` and
     the missing ones), else every 1-D column that is neither an input nor the records."""
     if keys:
@@ -546,7 +552,7 @@ def _keys(columns: Columns, keys: Sequence[str], inputs: Columns, where: str) ->
             if k not in inputs and k != EXAMPLES_COLUMN and v.ndim == 1}
 
 
-def _results(method: str, outputs: Columns) -> Columns:
+def result_columns(method: str, outputs: Columns) -> Columns:
     """The columns a shard's results are written as: predict, the signature's outputs, by
     name (a SavedModel's come in no fixed order, and every shard of a job, in any process and
     on either engine, must have the same columns); classify, :data:`~.sinks.CLASSES`
