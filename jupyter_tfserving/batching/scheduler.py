@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
+# How long online work must have been idle before a bulk batch starts (see BatchScheduler):
+# longer than a busy client's turnaround between an answer and its next request, so that under
+# steady online traffic a bulk job waits (strict priority) and runs in the pauses.
+BULK_QUIET_SECONDS = 0.02
 QUEUE_FULL_MESSAGE = "The batch scheduling queue to which this task was submitted is full"
 SHUTTING_DOWN_MESSAGE = "Batch scheduler is shutting down"
 DEADLINE_MESSAGE = "Deadline exceeded while waiting in the batch queue"
@@ -222,7 +226,7 @@ class _Queue:
                  bulk: bool = False) -> None:
         self.key = key
         self.params = params
-        self.bulk = bulk  # a bulk job's queue: runs only when no online batch is ready or running
+        self.bulk = bulk  # a bulk job's queue: runs only while online work is idle
         self.capacity = params.execution_batch_size
         self.timeout = params.batch_timeout_micros / 1e6
         self.immediate = self.timeout == 0  # every queued batch is ready
@@ -290,6 +294,9 @@ class BatchScheduler:
         self._bulk_limit = max(1, num_batch_threads - 1)
         self._bulk_running = 0
         self._online_running = 0
+        # ... nor until online work has been idle for BULK_QUIET_SECONDS: between a client's
+        # answer and its next request, a bulk batch would take the cores that request needs.
+        self._online_ended = float("-inf")
         self._stopped = False
         self._observers: tuple[Callable[[BatchEvent], None], ...] = ()
         self._threads = [
@@ -334,7 +341,8 @@ class BatchScheduler:
         ``deadline`` is an absolute time of ``clock``; a task still queued past it fails with
         DEADLINE_EXCEEDED. ``bulk`` (a bulk job's work; it applies when the call creates the
         queue, so a bulk job's key must differ from online keys): its batches start only when
-        no online batch is ready or running, at most ``num_batch_threads - 1`` of them at once
+        no online batch is ready or running nor ended in the last ``BULK_QUIET_SECONDS``, at
+        most ``num_batch_threads - 1`` of them at once
         (one with a single thread), so online latency holds while a job runs.
 
         Raises ServingError at once: INVALID_ARGUMENT for inputs without a common positive row
@@ -507,8 +515,9 @@ class BatchScheduler:
 
     # ------------------------------------------------------------------------------ the workers
 
-    def _bulk_may_start(self) -> bool:
-        return self._bulk_running < self._bulk_limit and not self._online_running
+    def _bulk_may_start(self, now: float) -> bool:
+        return (self._bulk_running < self._bulk_limit and not self._online_running
+                and now >= self._online_ended + BULK_QUIET_SECONDS)
 
     def _take(self, index: int) -> tuple[_Queue, _Batch]:
         queue = self._order[index]
@@ -527,7 +536,7 @@ class BatchScheduler:
         if n == 1:
             queue = order[0]
             if queue.batches and (queue.immediate or queue.ready(now)) and (
-                    not queue.bulk or self._bulk_may_start()):
+                    not queue.bulk or self._bulk_may_start(now)):
                 return self._take(0)
             return None
         bulk = -1
@@ -540,14 +549,17 @@ class BatchScheduler:
                         bulk = index
                     continue
                 return self._take(index)
-        if bulk >= 0 and self._bulk_may_start():
+        if bulk >= 0 and self._bulk_may_start(now):
             return self._take(bulk)
         return None
 
     def _wait_time(self, now: float) -> float | None:
-        bulk_may_run = self._bulk_may_start()
-        dues = [d for q in self._order
-                if (d := q.due()) is not None and (bulk_may_run or not q.bulk)]
+        # Bulk queues wait for a free bulk slot and no online batch running (a worker ending
+        # one looks again), then for the quiet period after the last online batch.
+        bulk_blocked = self._bulk_running >= self._bulk_limit or self._online_running
+        quiet_until = self._online_ended + BULK_QUIET_SECONDS
+        dues = [max(d, quiet_until) if q.bulk else d for q in self._order
+                if (d := q.due()) is not None and not (q.bulk and bulk_blocked)]
         return max(0.0, min(dues) - now) if dues else None
 
     def _work(self) -> None:
@@ -600,6 +612,7 @@ class BatchScheduler:
                     self._bulk_running -= 1
                 else:
                     self._online_running -= 1
+                    self._online_ended = clock()
 
     def _process(self, queue: _Queue, batch: _Batch) -> None:
         """Run one batch and complete its tasks. Called on a batch thread, lock not held."""

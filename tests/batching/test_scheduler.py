@@ -782,3 +782,31 @@ def test_no_bulk_batch_starts_while_an_online_batch_runs(make_scheduler: MakeSch
     online.release.set()
     assert answer.result(WAIT)["y"].tolist() == [[10.0]]
     assert bulk.result(WAIT)["y"].tolist() == [[2.0]]
+
+
+def test_a_bulk_batch_waits_for_online_work_to_be_quiet(make_scheduler: MakeScheduler) -> None:
+    """After an online batch ends, a ready bulk batch waits ``BULK_QUIET_SECONDS`` (a closed-loop
+    client's next request comes in that gap) before it starts."""
+    import time
+
+    from jupyter_tfserving.batching.scheduler import BULK_QUIET_SECONDS
+
+    sched = make_scheduler(2)
+    ended: list[float] = []
+    started: list[float] = []
+
+    def online(inputs):
+        threading.Event().wait(0.05)
+        ended.append(time.monotonic())
+        return {"y": inputs["x"]}
+
+    def job(inputs):
+        started.append(time.monotonic())
+        return {"y": inputs["x"]}
+
+    p = params(max_batch_size=1, num_batch_threads=2)
+    answer = sched.schedule("online", {"x": col(1)}, online, p)
+    bulk = sched.schedule("job", {"x": col(2)}, job, p, bulk=True)
+    answer.result(WAIT)
+    bulk.result(WAIT)
+    assert started[0] - ended[0] >= BULK_QUIET_SECONDS * 0.9
