@@ -41,7 +41,6 @@ runner (``DirectRunner``: a RuntimeError naming the ServingError and its message
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -69,20 +68,19 @@ from ..core.servable import DEFAULT_SIGNATURE, LoadSpec, Servable, SignatureInfo
 from ..core.serving_state import STATE_FILE_NAME, ModelServingState, ServingStateFile
 from ..core.state import ServableId
 from ..core.status import Code, ServingError, invalid_argument, not_found
-from ..dataplane import check_method
 from ..model_config import read_model_config
 from ..platforms import make_loader
 from ..platforms.python import read_platform
 from . import sinks
 from .runner import (
-    METHODS,
     JobSpec,
     cast_inputs,
-    examples_input_of,
+    check_spec,
     key_columns,
+    prepare_job,
     result_columns,
 )
-from .sources import EXAMPLES_COLUMN, Columns, Shard, Source, confine, open_source, select_inputs
+from .sources import EXAMPLES_COLUMN, Columns, Shard, Source, confine, select_inputs
 
 __all__ = [
     "BeamJob",
@@ -489,15 +487,7 @@ def build_job_pipeline(pipeline: beam.Pipeline, spec: JobSpec, repository: str, 
     method, the data set (listed here, cut into the same shards) and the manifest already in
     the output directory (another spec's: FAILED_PRECONDITION); the shards it lists are
     skipped. The options after ``roots`` are the server's of the same names. Blocking."""
-    if spec.batch_size <= 0:
-        raise invalid_argument(f"batch_size must be positive; was {spec.batch_size}")
-    if spec.output_format not in sinks.OUTPUT_FORMATS:
-        raise invalid_argument(f"Unknown output format {spec.output_format!r} (one of "
-                               f"{', '.join(sorted(sinks.OUTPUT_FORMATS))})")
-    if spec.method not in METHODS:
-        raise invalid_argument(f"Unknown method {spec.method!r} (one of {', '.join(METHODS)})")
-    if spec.keys and spec.output_format == "prediction_log":
-        raise invalid_argument("A prediction_log holds no key columns: leave out keys")
+    check_spec(spec)
     allowed = list(roots) if roots is not None else list(_ANYWHERE)
     output = confine(spec.output, allowed)
     handler = RepositoryModelHandler(
@@ -506,19 +496,10 @@ def build_job_pipeline(pipeline: beam.Pipeline, spec: JobSpec, repository: str, 
         prefer_tflite_model=prefer_tflite_model)
     version, signature_name = handler.resolved.version, handler.signature_name
     signature = handler.signature_info()
-    checked = METHODS[spec.method]
-    if checked is not None and signature_method_name_check:
-        check_method(signature, *checked)
-    only = next(iter(signature.inputs)) if len(signature.inputs) == 1 else "x"
-    source = open_source(list(spec.inputs), allowed, rows_per_shard=spec.rows_per_shard,
-                         npy_column=only, keys=spec.keys)
-    examples_input = examples_input_of(spec, source.format, signature, signature_name, version)
-    os.makedirs(output, exist_ok=True)
-    pinned = dataclasses.replace(spec, output=output)
-    manifest = sinks.read_manifest(output) or {}
-    if manifest and manifest.get("spec") != pinned.manifest_spec(version):
-        raise ServingError(Code.FAILED_PRECONDITION, f"{output} holds another job's results "
-                           f"(its manifest: {manifest.get('spec')})")
+    prepared = prepare_job(spec, output, allowed, signature_name, signature, version,
+                           signature_method_name_check)
+    pinned, source, examples_input = prepared.spec, prepared.source, prepared.examples_input
+    manifest = prepared.manifest
     job = BeamJob(pinned, version, signature_name, tuple(signature.outputs), examples_input,
                   source, sinks.completed_shards(output, manifest))
     _ = pipeline | (label or f"Job {output}") >> _RunJob(job, signature, handler)

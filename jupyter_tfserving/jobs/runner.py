@@ -331,16 +331,7 @@ class JobRunner:
         return self._start(job_id, spec, None)
 
     def _start(self, job_id: str, spec: JobSpec, created_at: float | None) -> Job:
-        if spec.batch_size <= 0:
-            raise invalid_argument(f"batch_size must be positive; was {spec.batch_size}")
-        if spec.output_format not in sinks.OUTPUT_FORMATS:
-            raise invalid_argument(f"Unknown output format {spec.output_format!r} (one of "
-                                   f"{', '.join(sorted(sinks.OUTPUT_FORMATS))})")
-        if spec.method not in METHODS:
-            raise invalid_argument(f"Unknown method {spec.method!r} (one of "
-                                   f"{', '.join(METHODS)})")
-        if spec.keys and spec.output_format == "prediction_log":
-            raise invalid_argument("A prediction_log holds no key columns: leave out keys")
+        check_spec(spec)
         output = confine(spec.output, self.roots)
         handle = self._manager.acquire(spec.model, spec.version, spec.label)
         try:
@@ -350,22 +341,11 @@ class JobRunner:
                 raise invalid_argument(f"Model {spec.model} version {handle.id.version} has no "
                                        f"signature {signature_name}")
             signature = signatures[signature_name]
-            checked = METHODS[spec.method]
-            if checked is not None and self._dataplane.options.signature_method_name_check:
-                check_method(signature, *checked)
-            only = next(iter(signature.inputs)) if len(signature.inputs) == 1 else "x"
-            source = open_source(list(spec.inputs), self.roots,
-                                 rows_per_shard=spec.rows_per_shard, npy_column=only,
-                                 keys=spec.keys)
-            examples_input = examples_input_of(spec, source.format, signature, signature_name,
-                                             handle.id.version)
-            os.makedirs(output, exist_ok=True)
-            pinned = dataclasses.replace(spec, output=output)
-            manifest = sinks.read_manifest(output) or {}
+            prepared = prepare_job(spec, output, self.roots, signature_name, signature,
+                                   handle.id.version,
+                                   self._dataplane.options.signature_method_name_check)
+            source, pinned, manifest = prepared.source, prepared.spec, prepared.manifest
             wanted = pinned.manifest_spec(handle.id.version)
-            if manifest and manifest.get("spec") != wanted:
-                raise ServingError(Code.FAILED_PRECONDITION, f"{output} holds another job's "
-                                   f"results (its manifest: {manifest.get('spec')})")
             job = Job(job_id, pinned, handle.id.version)
             if created_at is not None:
                 job.created_at = created_at
@@ -380,7 +360,7 @@ class JobRunner:
         done = sinks.completed_shards(output, manifest)
         job.progress = Progress(rows_total=source.rows, shards_total=len(source.shards),
                                 rows_done=sum(done.values()), shards_done=len(done))
-        plan = _Plan(signature_name, signature, examples_input)
+        plan = _Plan(signature_name, signature, prepared.examples_input)
         job._thread = threading.Thread(
             target=self._run, args=(job, source, plan, handle, wanted, done),
             name=f"tfserving-job-{job_id}", daemon=True)
@@ -503,6 +483,55 @@ class JobRunner:
             else:
                 time.sleep(_FULL_QUEUE_POLL_SECONDS)
         return None
+
+
+def check_spec(spec: JobSpec) -> None:
+    """INVALID_ARGUMENT for a spec's values that no job can run (before anything is looked
+    at): both engines call it first."""
+    if spec.batch_size <= 0:
+        raise invalid_argument(f"batch_size must be positive; was {spec.batch_size}")
+    if spec.output_format not in sinks.OUTPUT_FORMATS:
+        raise invalid_argument(f"Unknown output format {spec.output_format!r} (one of "
+                               f"{', '.join(sorted(sinks.OUTPUT_FORMATS))})")
+    if spec.method not in METHODS:
+        raise invalid_argument(f"Unknown method {spec.method!r} (one of {', '.join(METHODS)})")
+    if spec.keys and spec.output_format == "prediction_log":
+        raise invalid_argument("A prediction_log holds no key columns: leave out keys")
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A checked job on a version: its data set listed, its spec with the confined output
+    directory, the input that takes serialized tf.Examples (or None) and the manifest already
+    in the output directory (empty: none)."""
+
+    source: Source
+    spec: JobSpec
+    examples_input: str | None
+    manifest: dict[str, Any]
+
+
+def prepare_job(spec: JobSpec, output: str, roots: Sequence[str], signature_name: str,
+                signature: SignatureInfo, version: int, method_check: bool) -> PreparedJob:
+    """What both engines check once they know the version and its signature, in this order:
+    the signature's method (``method_check``: the server's signature_method_name_check), the
+    data set (listed inside ``roots``, cut into shards), that the data suits the method and
+    signature, and that ``output`` (created) holds no other job's results
+    (FAILED_PRECONDITION). Blocking."""
+    checked = METHODS[spec.method]
+    if checked is not None and method_check:
+        check_method(signature, *checked)
+    only = next(iter(signature.inputs)) if len(signature.inputs) == 1 else "x"
+    source = open_source(list(spec.inputs), roots, rows_per_shard=spec.rows_per_shard,
+                         npy_column=only, keys=spec.keys)
+    examples_input = examples_input_of(spec, source.format, signature, signature_name, version)
+    os.makedirs(output, exist_ok=True)
+    pinned = dataclasses.replace(spec, output=output)
+    manifest = sinks.read_manifest(output) or {}
+    if manifest and manifest.get("spec") != pinned.manifest_spec(version):
+        raise ServingError(Code.FAILED_PRECONDITION, f"{output} holds another job's results "
+                           f"(its manifest: {manifest.get('spec')})")
+    return PreparedJob(source, pinned, examples_input, manifest)
 
 
 @dataclass(frozen=True)
