@@ -243,6 +243,19 @@ class TFServingApp(ExtensionApp):
         help="Serve a version directory's model.tflite, when it has one, with TensorFlow "
         "Lite's interpreter instead of its SavedModel (TF Serving's --prefer_tflite_model).",
     )
+    enable_model_warmup = Bool(
+        True,
+        config=True,
+        help="Replay a version's assets.extra/tf_serving_warmup_requests (PredictionLog "
+        "records) before it becomes AVAILABLE; a failing record fails the load (TF Serving's "
+        "--enable_model_warmup).",
+    )
+    warmup_iterations = Int(
+        1,
+        config=True,
+        help="How many times each warmup record is replayed (TF Serving's "
+        "num_request_iterations).",
+    )
     grpc_profiler = Bool(
         True,
         config=True,
@@ -327,6 +340,8 @@ class TFServingApp(ExtensionApp):
             max_tensor_elements=self.max_tensor_elements,
             signature_method_name_check=self.enable_signature_method_name_check,
             prefer_tflite_model=self.prefer_tflite_model,
+            enable_model_warmup=self.enable_model_warmup,
+            warmup_iterations=max(1, self.warmup_iterations),
             job_roots=self.job_roots(),
             model_batching=self.model_batching_options(),
             manager=ManagerOptions(

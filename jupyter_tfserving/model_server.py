@@ -87,7 +87,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("ssl_config_file", str, "", "An SSLConfig text proto: TLS for gRPC (and, here, REST)."),
     Flag("grpc_channel_arguments", str, "", "gRPC server channel arguments, key=value,... "
          "(integer values as integers), e.g. grpc.max_connection_age_ms=60000."),
-    Flag("enable_model_warmup", bool, True, "Warm models up (accepted).", effect=False),
+    Flag("enable_model_warmup", bool, True, "Replay a version's assets.extra/"
+         "tf_serving_warmup_requests before it becomes AVAILABLE."),
     Flag("prefer_tflite_model", bool, False, "Serve a version's model.tflite, when it has "
          "one, with TensorFlow Lite instead of its SavedModel."),
     Flag("tensorflow_intra_op_parallelism", int, 0, "(accepted)", effect=False),
@@ -424,6 +425,7 @@ def plan(flags: dict[str, Any], workdir: str) -> Plan:
         "enable_batching": flags["enable_batching"],
         "enable_signature_method_name_check": flags["enable_signature_method_name_check"],
         "prefer_tflite_model": flags["prefer_tflite_model"],
+        "enable_model_warmup": flags["enable_model_warmup"],
         "rest_api_timeout_in_ms": flags["rest_api_timeout_in_ms"],
         "max_num_load_retries": flags["max_num_load_retries"],
         "load_retry_interval_seconds": flags["load_retry_interval_micros"] / 1e6,

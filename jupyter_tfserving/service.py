@@ -72,6 +72,10 @@ class ServiceOptions:
     signature_method_name_check: bool = True
     # Serve a version's model.tflite, when it has one, instead of its SavedModel.
     prefer_tflite_model: bool = False
+    # Replay a version's assets.extra/tf_serving_warmup_requests before it is AVAILABLE, this
+    # many times.
+    enable_model_warmup: bool = True
+    warmup_iterations: int = 1
     # Bulk jobs: the directories they may read and write besides the repository (the Jupyter
     # server's root_dir), and what a relative data path is relative to (default: the first of
     # them, else the repository).
@@ -136,9 +140,11 @@ class ModelService:
         def make_loader(servable_id: ServableId, spec: LoadSpec) -> Loader:
             if key is not None and spec.platform == "python":
                 spec = dataclasses.replace(spec, extra={**spec.extra, "signing_key": key})
-            elif options.prefer_tflite_model and spec.platform == "tensorflow":
-                spec = dataclasses.replace(spec, extra={**spec.extra,
-                                                        "prefer_tflite_model": True})
+            elif spec.platform == "tensorflow":
+                spec = dataclasses.replace(spec, extra={
+                    **spec.extra, "prefer_tflite_model": options.prefer_tflite_model,
+                    "model_warmup": options.enable_model_warmup,
+                    "warmup_iterations": options.warmup_iterations})
             return factory(servable_id, spec)
 
         self.manager = Manager(make_loader, options.manager)

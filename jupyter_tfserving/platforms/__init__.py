@@ -45,7 +45,9 @@ LoaderFactory = Callable[[Any, LoadSpec], Loader]
 def _tensorflow_factory(servable_id: Any, spec: LoadSpec) -> Loader:
     from .tensorflow import SavedModelLoader
 
-    return SavedModelLoader(spec.path, bool(spec.extra.get("prefer_tflite_model", False)))
+    return SavedModelLoader(spec.path, bool(spec.extra.get("prefer_tflite_model", False)),
+                            warmup=bool(spec.extra.get("model_warmup", True)),
+                            warmup_iterations=int(spec.extra.get("warmup_iterations", 1)))
 
 
 def _python_factory(servable_id: Any, spec: LoadSpec) -> Loader:

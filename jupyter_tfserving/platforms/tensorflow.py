@@ -34,6 +34,7 @@ from ..core.servable import (
     TensorInfo,
 )
 from ..core.status import Code, ServingError, SignatureNotFound
+from .warmup import WarmupReport, run_warmup
 
 if TYPE_CHECKING:  # pragma: no cover
     from .tflite import TfLiteServable
@@ -361,9 +362,25 @@ class SavedModelLoader:
     name the path.
     """
 
-    def __init__(self, path: str, prefer_tflite_model: bool = False) -> None:
+    def __init__(self, path: str, prefer_tflite_model: bool = False, *,
+                 warmup: bool = True, warmup_iterations: int = 1) -> None:
         self.path = str(path)
         self.prefer_tflite_model = prefer_tflite_model
+        self.warmup = warmup
+        self.warmup_iterations = warmup_iterations
+        self.warmup_report: WarmupReport | None = None
+
+    def load(self) -> SavedModelServable | TfLiteServable:
+        """The loaded version, warmed up with its ``assets.extra/tf_serving_warmup_requests``
+        when ``warmup`` (:mod:`.warmup`; a failing record fails the load)."""
+        servable = self._load()
+        if self.warmup:
+            try:
+                self.warmup_report = run_warmup(self.path, servable, self.warmup_iterations)
+            except BaseException:
+                servable.close()
+                raise
+        return servable
 
     def _session_config(self) -> Any:
         import tensorflow as tf
@@ -372,7 +389,7 @@ class SavedModelLoader:
         config.gpu_options.allow_growth = True
         return config
 
-    def load(self) -> SavedModelServable | TfLiteServable:
+    def _load(self) -> SavedModelServable | TfLiteServable:
         from .tflite import TfLiteLoader, has_tflite_model
 
         if self.prefer_tflite_model and has_tflite_model(self.path):
