@@ -15,48 +15,28 @@ from jupyter_tfserving.core.servable import (
     SignatureInfo,
     TensorInfo,
 )
-from jupyter_tfserving.core.state import ServableState
 from jupyter_tfserving.core.status import Code, ServingError, SignatureNotFound
 from jupyter_tfserving.dataplane import ModelRef
-from jupyter_tfserving.service import ModelService, ServiceOptions
+from jupyter_tfserving.service import ModelService
+from tests.fakes import FakeServable, fake_service
 
 # A native TF2 export: every signature is "predict", even one that classifies tf.Examples.
 SIGNATURE = SignatureInfo({"examples": TensorInfo("DT_STRING", (-1,))},
                           {"scores": TensorInfo("DT_FLOAT", (-1, 2))}, PREDICT_METHOD)
 
 
-class TF2Classifier:
+class TF2Classifier(FakeServable):
     def signatures(self):
         return {"serving_default": SIGNATURE}
-
-    def run(self, signature_name, inputs):
-        raise AssertionError("not called")
 
     def run_examples(self, signature_name, batch):
         return {"scores": np.float32([[f.values[0], 1 - f.values[0]]
                                       for e in batch.examples for f in e.values()])}
 
-    def metadata(self):
-        return {"signature_def": {"signature_def": {}}}
-
-    def close(self):
-        pass
-
-
-class Loader:
-    def load(self):
-        return TF2Classifier()
-
 
 def make(model_root: Path, check: bool) -> ModelService:
-    (model_root / "m" / "1").mkdir(parents=True, exist_ok=True)
-    service = ModelService(ServiceOptions(model_root=str(model_root),
-                                          file_system_poll_wait_seconds=0, batching=None,
-                                          signature_method_name_check=check),
-                           loader_factory=lambda servable_id, spec: Loader())
-    service.start()
-    service.manager.wait_for("m", 1, [ServableState.AVAILABLE], 10)
-    return service
+    return fake_service(model_root, TF2Classifier, batching=None,
+                        signature_method_name_check=check)
 
 
 BATCH = ExampleBatch([{"p": Feature("float", [0.25])}, {"p": Feature("float", [0.5])}])
@@ -84,7 +64,7 @@ def test_signature_method_name_check_is_an_option(tmp_path, check):
         service.stop(5)
 
 
-class Doubler:
+class Doubler(FakeServable):
     """y = 2x over a batch dimension."""
 
     def signatures(self):
@@ -94,15 +74,6 @@ class Doubler:
     def run(self, signature_name, inputs):
         return {"y": inputs["x"] * 2}
 
-    def run_examples(self, signature_name, batch):
-        raise AssertionError("not called")
-
-    def metadata(self):
-        return {"signature_def": {"signature_def": {}}}
-
-    def close(self):
-        pass
-
 
 def test_bulk_predicts_run_in_queues_of_their_own(tmp_path):
     """A bulk job's predicts (``submit_predict(..., bulk=True)``) go to the scheduler's bulk
@@ -110,19 +81,8 @@ def test_bulk_predicts_run_in_queues_of_their_own(tmp_path):
     same rows; their handle is released when they ran."""
     from jupyter_tfserving.batching import BatchingParameters
 
-    class DoublerLoader:
-        def load(self):
-            return Doubler()
-
-    (tmp_path / "m" / "1").mkdir(parents=True)
-    service = ModelService(ServiceOptions(model_root=str(tmp_path),
-                                          file_system_poll_wait_seconds=0,
-                                          batching=BatchingParameters()),
-                           loader_factory=lambda servable_id, spec: DoublerLoader())
-    service.start()
+    service = fake_service(tmp_path, Doubler, batching=BatchingParameters())
     try:
-        service.manager.wait_for("m", 1, [ServableState.AVAILABLE], 10)
-
         def predict(rows, bulk):
             call = service.dataplane.begin_predict(
                 ModelRef("m"), None, lambda sig: {"x": np.float32(rows).reshape(-1, 1)})

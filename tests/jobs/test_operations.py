@@ -18,10 +18,11 @@ from jupyter_tfserving.batching import BatchingParameters
 from jupyter_tfserving.core.servable import SignatureInfo, TensorInfo
 from jupyter_tfserving.core.state import ServableState
 from jupyter_tfserving.core.status import Code, ServingError
-from jupyter_tfserving.service import JOBS_FILE_NAME, ModelService, ServiceOptions
+from jupyter_tfserving.service import JOBS_FILE_NAME, ModelService
+from tests.fakes import FakeServable, fake_service
 
 
-class SlowDouble:
+class SlowDouble(FakeServable):
     """y = 2x over [-1, 1] float32 rows, taking ``delay`` seconds per call."""
 
     delay = 0.0
@@ -34,31 +35,11 @@ class SlowDouble:
         time.sleep(SlowDouble.delay)
         return {"y": inputs["x"] * 2}
 
-    def run_examples(self, signature_name, batch):
-        raise AssertionError("not called")
-
-    def metadata(self):
-        return {"signature_def": {"signature_def": {}}}
-
-    def close(self):
-        pass
-
-
-class Loader:
-    def load(self):
-        return SlowDouble()
-
 
 def make_service(tmp_path: Path) -> ModelService:
-    (tmp_path / "models" / "m" / "1").mkdir(parents=True, exist_ok=True)
-    service = ModelService(ServiceOptions(
-        model_root=str(tmp_path / "models"), file_system_poll_wait_seconds=0,
-        batching=BatchingParameters(max_batch_size=8),
-        job_roots=(str(tmp_path / "work"),)),
-        loader_factory=lambda servable_id, spec: Loader())
-    service.start()
-    service.manager.wait_for("m", 1, [ServableState.AVAILABLE], 10)
-    return service
+    return fake_service(tmp_path / "models", SlowDouble,
+                        batching=BatchingParameters(max_batch_size=8),
+                        job_roots=(str(tmp_path / "work"),))
 
 
 @pytest.fixture

@@ -17,15 +17,14 @@ import pytest
 
 from jupyter_tfserving.batching import BatchingParameters
 from jupyter_tfserving.core.servable import SignatureInfo, TensorInfo
-from jupyter_tfserving.core.state import ServableState
 from jupyter_tfserving.core.status import Code, ServingError
 from jupyter_tfserving.jobs.runner import JobRunner, JobSpec, JobState
-from jupyter_tfserving.service import ModelService, ServiceOptions
+from tests.fakes import FakeServable, fake_service
 
 WAIT = 30.0
 
 
-class Affine:
+class Affine(FakeServable):
     """y = 2x + 1 over [-1, 3] float32 rows; counts the rows it ran."""
 
     rows = 0
@@ -41,30 +40,11 @@ class Affine:
         assert inputs["x"].dtype == np.float32
         return {"y": inputs["x"] * 2 + 1}
 
-    def run_examples(self, signature_name, batch):
-        raise AssertionError("not called")
-
-    def metadata(self):
-        return {"signature_def": {"signature_def": {}}}
-
-    def close(self):
-        pass
-
-
-class Loader:
-    def load(self):
-        return Affine()
-
 
 @pytest.fixture
 def runner(tmp_path: Path):
-    (tmp_path / "models" / "m" / "1").mkdir(parents=True)
-    service = ModelService(ServiceOptions(
-        model_root=str(tmp_path / "models"), file_system_poll_wait_seconds=0,
-        batching=BatchingParameters(max_batch_size=64)),
-        loader_factory=lambda servable_id, spec: Loader())
-    service.start()
-    service.manager.wait_for("m", 1, [ServableState.AVAILABLE], 10)
+    service = fake_service(tmp_path / "models", Affine,
+                           batching=BatchingParameters(max_batch_size=64))
     yield service, JobRunner(service.dataplane, service.manager, [str(tmp_path / "data")])
     service.stop()
 
