@@ -16,16 +16,14 @@ TensorFlow.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from collections.abc import Mapping
 from typing import IO, Any
 
-from ..core.status import Code, ServingError, invalid_argument
+from ..core.status import ServingError, invalid_argument
 from ..core.validation import check_label, check_model_name, parse_version
 from . import sinks
 from .runner import JobRunner, JobSpec, JobState
@@ -163,21 +161,16 @@ class JobOperations:
             raise invalid_argument(f"Unknown data set format {fmt!r} (one of "
                                    f"{', '.join(sorted(DATASET_FORMATS))})")
         os.makedirs(self.datasets_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=DATASET_FORMATS[fmt],
-                                   dir=self.datasets_dir)
-        try:
-            with os.fdopen(fd, "wb") as out:
+        path = os.path.join(self.datasets_dir, uuid.uuid4().hex + DATASET_FORMATS[fmt])
+        described: list[Any] = []
+
+        def write(tmp: str) -> None:  # checked before it is renamed into place
+            with open(tmp, "wb") as out:
                 shutil.copyfileobj(body, out)
-            rows, columns = _describe(tmp, fmt)
-            path = os.path.join(self.datasets_dir, uuid.uuid4().hex + DATASET_FORMATS[fmt])
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise ServingError(Code.RESOURCE_EXHAUSTED if exc.errno == errno.ENOSPC
-                               else Code.FAILED_PRECONDITION,
-                               f"Cannot store the data set: {exc.strerror or exc}") from None
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+            described.extend(_describe(tmp, fmt))
+
+        sinks.write_then_rename(path, write)
+        rows, columns = described
         return {"path": path, "rows": rows, "columns": columns}
 
 

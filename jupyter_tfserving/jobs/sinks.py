@@ -43,7 +43,7 @@ def shard_file(directory: str, index: int, fmt: str) -> str:
     return os.path.join(directory, f"part-{index:05d}{OUTPUT_FORMATS[fmt]}")
 
 
-def _write_atomically(path: str, write: Callable[[str], None]) -> None:
+def write_then_rename(path: str, write: Callable[[str], None]) -> None:
     """``write(temporary path)`` then rename it to ``path``; nothing at ``path`` on failure."""
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
@@ -105,7 +105,7 @@ def write_shard(path: str, columns: Mapping[str, np.ndarray], fmt: str) -> int:
         table = pa.table({name: _parquet_column(np.asarray(v)) for name, v in columns.items()})
         pq.write_table(table, tmp)
 
-    _write_atomically(path, write)
+    write_then_rename(path, write)
     return rows
 
 
@@ -190,11 +190,11 @@ def write_prediction_log(path: str, log: LogSpec, inputs: Mapping[str, np.ndarra
             with tf.io.TFRecordWriter(tmp) as writer:
                 for record in records:
                     writer.write(record)
-        except tf.errors.OpError as exc:  # as OSError: _write_atomically maps it to a code
+        except tf.errors.OpError as exc:  # as OSError: write_then_rename maps it to a code
             full = exc.error_code == tf.errors.RESOURCE_EXHAUSTED
             raise OSError(errno.ENOSPC if full else errno.EIO, exc.message) from None
 
-    _write_atomically(path, write)
+    write_then_rename(path, write)
     return len(records)
 
 
@@ -205,7 +205,7 @@ def write_manifest(directory: str, manifest: Mapping[str, Any]) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=1, sort_keys=True)
 
-    _write_atomically(os.path.join(directory, MANIFEST), write)
+    write_then_rename(os.path.join(directory, MANIFEST), write)
 
 
 def read_manifest(directory: str) -> dict[str, Any] | None:
