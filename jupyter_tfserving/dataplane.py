@@ -16,6 +16,8 @@ Imports nothing of tornado, Jupyter or TensorFlow.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future
@@ -40,6 +42,8 @@ from .core.state import VersionStatus
 from .core.status import Code, ServingError, SignatureNotFound, invalid_argument, not_found
 from .metrics.stats import ServingStats
 
+log = logging.getLogger(__name__)
+
 Outputs = dict[str, np.ndarray]
 T = TypeVar("T")
 # Turns the routed version's signature into the request's inputs (a front end's decoder).
@@ -57,16 +61,47 @@ class ModelRef:
 
 @dataclass
 class PredictCall:
-    """A decoded predict holding a handle on its version until the model has run."""
+    """A decoded predict holding a handle on its version until the model has run. ``ref``
+    (how the client addressed the model) and ``started`` (``time.perf_counter()`` when it was
+    routed) are set for online requests, which :meth:`DataPlane.submit_predict` reports as an
+    :class:`Exchange`; a call without ``ref`` (a bulk job's, a shadow's) is not reported."""
 
     handle: ServableHandle
     signature_name: str
     signature: SignatureInfo
     inputs: dict[str, np.ndarray]
+    ref: ModelRef | None = None
+    started: float = 0.0
 
     @property
     def version(self) -> int:
         return self.handle.id.version
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One online request that succeeded, as the data plane saw it: what the request log and
+    the shadow traffic are fed (REST and gRPC alike; bulk jobs and shadow runs are not
+    exchanges). ``inputs`` (predict) or ``examples`` (classify, regress) is the decoded request,
+    ``outputs`` every output of the signature as the model returned it (before an output
+    filter or a classify/regress result was made of them); ``seconds`` runs from routing to
+    the outputs (queueing and the model run; not the front end's decoding or encoding).
+    Observers must not modify the arrays."""
+
+    ref: ModelRef
+    version: int
+    method: str  # "predict", "classify" or "regress"
+    signature_name: str
+    signature: SignatureInfo
+    inputs: Mapping[str, np.ndarray] | None
+    examples: ExampleBatch | None
+    outputs: Mapping[str, np.ndarray]
+    seconds: float
+
+
+# Called on the thread that finished the request (a batch thread or a request thread) for each
+# exchange; it must only hand the exchange on (a bounded queue), never block or run a model.
+ExchangeObserver = Callable[[Exchange], None]
 
 
 class ModelInfo(NamedTuple):
@@ -210,6 +245,27 @@ class DataPlane:
         self.stats = stats
         self.admission = admission
         self.options = options
+        self._observers: tuple[ExchangeObserver, ...] = ()
+        self._observers_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ exchanges
+
+    def add_exchange_observer(self, observer: ExchangeObserver) -> None:
+        """Have ``observer`` called with every successful online request from now on (the
+        service adds the request log and the shadow traffic once, at start)."""
+        with self._observers_lock:
+            self._observers = (*self._observers, observer)
+
+    def remove_exchange_observer(self, observer: ExchangeObserver) -> None:
+        with self._observers_lock:
+            self._observers = tuple(o for o in self._observers if o != observer)
+
+    def _report(self, exchange: Exchange) -> None:
+        for observer in self._observers:
+            try:
+                observer(exchange)
+            except Exception:  # an observer's bug must never reach a client
+                log.exception("jupyter_tfserving: exchange observer %r failed", observer)
 
     # ------------------------------------------------------------------ requests
 
@@ -244,7 +300,7 @@ class DataPlane:
                 exc.version = handle.id.version
             handle.release()
             raise
-        return PredictCall(handle, name, signature, inputs)
+        return PredictCall(handle, name, signature, inputs, ref, time.perf_counter())
 
     def batching_parameters(self, model: str) -> BatchingParameters | None:
         """The batching parameters of ``model`` (None: it runs unbatched)."""
@@ -297,18 +353,26 @@ class DataPlane:
                 exc.version = version
             raise
 
+        ref = call.ref
+
         def done(f: Future[Outputs]) -> None:
             handle.release()
             work.release()
             exc = f.exception() if not f.cancelled() else None
             if isinstance(exc, ServingError):
                 exc.version = version
+            elif exc is None and ref is not None and not bulk and self._observers \
+                    and not f.cancelled():
+                self._report(Exchange(ref, version, "predict", signature_name, call.signature,
+                                      call.inputs, None, f.result(),
+                                      time.perf_counter() - call.started))
 
         future.add_done_callback(done)
         return future
 
     def _run_examples(self, ref: ModelRef, signature_name: str | None, batch: ExampleBatch,
                       method: str, what: str, result: Callable[[Outputs], T]) -> tuple[int, T]:
+        started = time.perf_counter()
         with self.routed(ref) as handle:
             name = signature_name or DEFAULT_SIGNATURE
             try:
@@ -318,7 +382,14 @@ class DataPlane:
                     name, f"No signature was found with the name: {name}") from None
             if self.options.signature_method_name_check:
                 check_method(signature, method, what)
-            return handle.id.version, result(handle.servable.run_examples(name, batch))
+            outputs = handle.servable.run_examples(name, batch)
+            answer = result(outputs)
+            version = handle.id.version
+        if self._observers:
+            self._report(Exchange(ref, version, "classify" if method == CLASSIFY_METHOD
+                                  else "regress", name, signature, None, batch, outputs,
+                                  time.perf_counter() - started))
+        return version, answer
 
     def classify(self, ref: ModelRef, signature_name: str | None,
                  batch: ExampleBatch) -> tuple[int, Classifications]:

@@ -3,6 +3,7 @@ regress results checked once, and TF Serving's signature method-name check as an
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,5 +97,59 @@ def test_bulk_predicts_run_in_queues_of_their_own(tmp_path):
         keys = {stats.key[-1] for stats in service.scheduler.queue_stats()}
         assert keys == {True, False}
         assert service.in_flight().get(("m", 1), 0) == 0
+    finally:
+        service.stop()
+
+
+def test_exchanges_report_successful_online_requests(tmp_path):
+    """Observers get each successful online request once (predict with its inputs and every
+    output; classify with its examples), after the answer; bulk rows, failures and a removed
+    observer get nothing, and an observer that raises never reaches the client."""
+    from jupyter_tfserving.batching import BatchingParameters
+    from jupyter_tfserving.dataplane import Exchange
+
+    class Both(Doubler):
+        def run_examples(self, signature_name, batch):
+            return {"outputs": np.float32([[1.0]] * len(batch.examples))}
+
+    service = fake_service(tmp_path, Both, batching=BatchingParameters(),
+                           signature_method_name_check=False)
+    seen: list[Exchange] = []
+
+    def broken(exchange: Exchange) -> None:
+        raise RuntimeError("observer bug")
+
+    try:
+        service.dataplane.add_exchange_observer(seen.append)
+        service.dataplane.add_exchange_observer(broken)
+
+        def predict(rows, bulk=False):
+            call = service.dataplane.begin_predict(
+                ModelRef("m"), None, lambda sig: {"x": np.float32(rows).reshape(-1, 1)})
+            return service.dataplane.submit_predict(call, bulk=bulk)
+
+        assert predict([3]).result(10)["y"].tolist() == [[6.0]]
+        predict([5], bulk=True).result(10)
+        failing = service.dataplane.begin_predict(
+            ModelRef("m", version=1), None, lambda sig: {"x": np.array([["not a number"]])})
+        with pytest.raises(ServingError):  # numpy cannot double strings
+            service.dataplane.submit_predict(failing).result(10)
+        version, _ = service.dataplane.regress(ModelRef("m", label=None), None, BATCH)
+        assert version == 1
+        deadline = time.monotonic() + 5
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        predict_exchange, regress_exchange = seen
+        assert predict_exchange.ref == ModelRef("m") and predict_exchange.version == 1
+        assert predict_exchange.method == "predict"
+        assert predict_exchange.signature_name == "serving_default"
+        assert predict_exchange.inputs["x"].tolist() == [[3.0]]
+        assert predict_exchange.outputs["y"].tolist() == [[6.0]]
+        assert predict_exchange.examples is None and predict_exchange.seconds >= 0
+        assert regress_exchange.method == "regress" and regress_exchange.inputs is None
+        assert regress_exchange.examples is BATCH
+        service.dataplane.remove_exchange_observer(seen.append)
+        predict([4]).result(10)
+        assert len(seen) == 2
     finally:
         service.stop()
