@@ -17,6 +17,10 @@ Scenarios (see benchmarks/README.md):
 - ``bulk`` (opt-in: ``--only bulk``; benchmarks/bulk_bench.py): a bulk job of the mlp784 model
   over ``--bulk-rows`` Parquet rows (1,000,000) against the model's own in-process rows/s at the
   same batch size, and online ``:predict`` p99 of another model with and without a job running.
+- ``adaptive`` (opt-in: ``--only adaptive``; benchmarks/adaptive_bench.py): the batch wait
+  ``auto`` (issue 14) vs fixed 0 and fixed 5000 us on the mlp784 model in process, open-loop
+  arrivals at three rates (low, medium, 0.9x the saturation it measures first): rows/s, p99
+  and goodput (rows answered within the p99 target per second) side by side.
 - ``--mlserver`` (opt-in) adds MLServer 1.7 (its own venv, benchmarks/mlserver_bench.py) serving
   y = 0.5x + 2 to the ``http`` scenario (its REST v2 endpoint) and to the ``grpc`` scenario (its
   gRPC V2 ModelInfer): same load generator and concurrency, ours / MLServer.
@@ -56,9 +60,10 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 MODEL_CACHE = RESULTS / "models"
 PY = sys.executable
-SCENARIOS = ("serving_path", "http", "batching", "mlp784", "grpc", "bulk")
-# What a run without --only runs: bulk (minutes, and a 3 GB data set) only when asked for.
-DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "bulk")
+SCENARIOS = ("serving_path", "http", "batching", "mlp784", "grpc", "bulk", "adaptive")
+# What a run without --only runs: bulk (minutes, and a 3 GB data set) and adaptive (minutes)
+# only when asked for.
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s not in ("bulk", "adaptive"))
 # Targets of the issue (ratios measured side by side in one run; reported, never asserted).
 TARGET_MLP784_ON_OFF = 4.0
 TARGET_MLP784_CPU_EFFICIENCY = 0.5
@@ -70,6 +75,7 @@ TARGET_GRPC_MLP784_CPU_EFFICIENCY = 0.7
 TARGET_GRPC_OVER_MLSERVER_GRPC = 1.5
 TARGET_BULK_OVER_INPROCESS = 0.8
 TARGET_BULK_ONLINE_P99 = 1.5  # at most: p99 with a job running / without
+TARGET_ADAPTIVE_VS_BEST_FIXED = 0.9  # at least, at every rate: auto's goodput / best fixed
 # "Today" in the issue that set the targets (this machine, before the data plane refactor,
 # commit ff17d4a): printed beside this run's figures.
 TODAY = {
@@ -80,6 +86,7 @@ TODAY = {
     "mlp784_cpu_efficiency": "0.30",
     "grpc": "n/a (new)",
     "bulk": "n/a (new)",
+    "adaptive": "n/a (new)",
 }
 # --server-arg: more arguments for every server of the run.
 SERVER_ARGS: list[str] = []
@@ -721,6 +728,16 @@ def scenario_bulk(args: argparse.Namespace) -> dict[str, Any]:
     return run_json(cmd, timeout=4 * 3600)
 
 
+def scenario_adaptive(args: argparse.Namespace) -> dict[str, Any]:
+    """benchmarks/adaptive_bench.py in a child: batch wait auto vs fixed 0 and 5000 us at three
+    open-loop rates (see its docstring)."""
+    cmd = ["-m", "benchmarks.adaptive_bench", "--duration", str(args.duration),
+           "--warmup", str(args.warmup), *(["--quick"] if args.quick else []),
+           *args.adaptive_arg]
+    log(f"adaptive: {' '.join(cmd[1:])} (minutes: saturation, then 3 rates x 3 settings)")
+    return run_json(cmd, timeout=3600)
+
+
 def batch_stats(r: dict[str, Any], name: str, batching: bool) -> None:
     """Add to a load's result ``r`` (run with ``metrics=True``) what the server's metrics say
     of model ``name`` over it: batches, mean batch size (1 without ``batching``), mean model
@@ -882,6 +899,20 @@ def targets(results: dict[str, Any]) -> str:
         rows.append((f"online {o['model']} p99 while a bulk job runs / without, "
                      f"{o['concurrency']} clients", f"<= {TARGET_BULK_ONLINE_P99}x",
                      TODAY["bulk"], f"{fmt(v, 2)}x{span(o['p99_ratio_rounds'])}: {met}"))
+    a = results.get("adaptive")
+    if a and "verdict" in a:
+        v = a["verdict"]
+        ratios = ", ".join(f"{name} {fmt(r['auto_over_best_fixed'], 2)}x {r['best_fixed']}"
+                           for name, r in v["per_rate"].items())
+        rows.append((f"adaptive batch wait: auto's goodput / the better fixed value's at each "
+                     f"rate (mlp784, p99 target {fmt(a['target_ms'])} ms)",
+                     f">= {TARGET_ADAPTIVE_VS_BEST_FIXED}x", TODAY["adaptive"],
+                     f"{ratios}: {'met' if v['never_worse_than_best_fixed'] else 'NOT met'}"))
+        better = "; ".join(f"{s}: {', '.join(names) or 'nowhere'}"
+                           for s, names in v["better_than"].items())
+        rows.append(("adaptive batch wait: better than each fixed value somewhere",
+                     "each", TODAY["adaptive"],
+                     f"{better}: {'met' if v['better_than_each_somewhere'] else 'NOT met'}"))
     lines = ["| target | wanted | today (before) | this run |", "|---|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -978,6 +1009,9 @@ def table(results: dict[str, Any]) -> str:
     b = results.get("bulk")
     if b:
         bulk_table(b, row)
+    a = results.get("adaptive")
+    if a:
+        adaptive_table(a, row)
     lines = ["| scenario | metric | value | ratio | target |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -1106,6 +1140,26 @@ def bulk_table(b: dict[str, Any], row: Any) -> None:
             row("bulk Beam DirectRunner", "unavailable", beam.get("why", ""))
 
 
+def adaptive_table(a: dict[str, Any], row: Any) -> None:
+    """The ``adaptive`` scenario's rows of :func:`table`."""
+    row(f"adaptive saturation ({a['host']})", "rows/s, fixed 0, "
+        f"{a['saturation']['clients']} callers in a closed loop",
+        fmt(a["saturation"]["rows_per_s"]))
+    for name, rate in a["rates"].items():
+        for setting, by_rate in a["runs"].items():
+            r = by_rate[name]
+            label = f"adaptive {name} {fmt(rate)}/s {setting}"
+            v = a["verdict"]["per_rate"][name]
+            rat = (f"{fmt(v['auto_over_best_fixed'], 2)}x goodput of {v['best_fixed']}"
+                   if setting == "auto" else "")
+            row(label, "rows/s / goodput (within target) / p50 / p99 ms",
+                f"{fmt(r['rows_per_s'])} / {fmt(r['goodput_per_s'])} / "
+                f"{fmt(r['p50_ms'], 2)} / {fmt(r['p99_ms'], 2)}", rat)
+            row(label, "mean batch / chosen wait ms / refused",
+                f"{fmt(r['mean_batch_size'], 1)} / {fmt(r['mean_wait_ms'], 2)} / "
+                f"{fmt(r['refused'])}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
@@ -1148,8 +1202,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bulk-arg", action="append", default=[],
                    help="bulk scenario: one more argument for benchmarks/bulk_bench.py "
                    "(repeatable), e.g. --bulk-arg=--profile")
+    p.add_argument("--adaptive-arg", action="append", default=[],
+                   help="adaptive scenario: one more argument for benchmarks/adaptive_bench.py "
+                   "(repeatable), e.g. --adaptive-arg=--target-ms=30")
     p.add_argument("--only", action="append", choices=SCENARIOS,
-                   help="run only this scenario (repeatable; bulk runs only when named)")
+                   help="run only this scenario (repeatable; bulk and adaptive run only when "
+                   "named)")
     p.add_argument("--output", help="JSON path (default benchmarks/results/<timestamp>.json)")
     args = p.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
@@ -1191,6 +1249,8 @@ def main(argv: list[str] | None = None) -> int:
                     results[name] = scenario_grpc(args, workdir)
                 elif name == "bulk":
                     results[name] = scenario_bulk(args)
+                elif name == "adaptive":
+                    results[name] = scenario_adaptive(args)
                 else:
                     results[name] = scenario_mlp784(args, workdir)
             except Exception as exc:  # report the others anyway

@@ -25,6 +25,7 @@ from .rest.handlers import GRPC_TARGET_SETTING, SERVICE_SETTING
 from .rest.request_path import drop_unwritten_debug
 from .rest.routes import api_handlers
 from .service import ModelService, ServiceOptions, load_signing_key
+from .traffic import request_log
 
 if TYPE_CHECKING:  # pragma: no cover
     from .grpc.server import GrpcServer
@@ -125,16 +126,28 @@ class TFServingApp(ExtensionApp):
         "",
         config=True,
         help="A BatchingParameters text proto (TF Serving's --batching_parameters_file). When "
-        "set, it replaces the individual batching traits below.",
+        "set, it replaces the individual batching traits below, except batch_timeout_micros="
+        "'auto' and batch_latency_target_ms, which its format cannot say: they apply over it.",
     )
     max_batch_size = Int(
         BatchingParameters().max_batch_size, config=True,
         help="Largest batch, in rows (TF Serving's max_batch_size).",
     )
-    batch_timeout_micros = Int(
-        BatchingParameters().batch_timeout_micros, config=True,
-        help="How long a batch that is not full may wait for more rows; 0 runs it as soon as a "
-        "batch thread is free (TF Serving's batch_timeout_micros).",
+    batch_timeout_micros = Union(
+        [Int(), Unicode()], default_value=BatchingParameters().batch_timeout_micros,
+        config=True,
+        help="How long a batch that is not full may wait for more rows, in microseconds; 0 runs "
+        "it as soon as a batch thread is free (TF Serving's batch_timeout_micros). 'auto' "
+        "(ours): each queue chooses the wait from its measured run time per batch size and "
+        "arrival rate, the largest batches that keep batch_latency_target_ms, 0 at low load; "
+        "it applies over a batching_parameters_file's value. The wait in use is the gauge "
+        ":tensorflow:serving:batching_session:batch_timeout_micros.",
+    )
+    batch_latency_target_ms = Float(
+        BatchingParameters().batch_latency_target_ms, config=True,
+        help="With batch_timeout_micros='auto': the target, in milliseconds, for a request's "
+        "time in the batch scheduler (its wait plus its batch's run). Also with a "
+        "batching_parameters_file.",
     )
     max_enqueued_batches = Int(
         BatchingParameters().max_enqueued_batches, config=True,
@@ -164,7 +177,8 @@ class TFServingApp(ExtensionApp):
     model_batching_parameters = Dict(
         per_key_traits=None, config=True,
         help='Per-model overrides of the batching parameters, by TF Serving name, e.g. '
-        '{"demo": {"max_batch_size": 8, "batch_timeout_micros": 1000}}.',
+        '{"demo": {"max_batch_size": 8, "batch_timeout_micros": 1000}} or {"demo": '
+        '{"batch_timeout_micros": "auto", "batch_latency_target_ms": 20}}.',
     )
 
     signing_key_file = Unicode(
@@ -256,6 +270,18 @@ class TFServingApp(ExtensionApp):
         help="How many times each warmup record is replayed (TF Serving's "
         "num_request_iterations).",
     )
+    request_log_max_file_bytes = Int(
+        request_log.MAX_FILE_BYTES,
+        config=True,
+        help="Request logging (a model's logging_config in models.config): a log file is "
+        "closed, and the next begun, before it would grow past this many bytes.",
+    )
+    request_log_max_total_bytes = Int(
+        request_log.MAX_TOTAL_BYTES,
+        config=True,
+        help="Request logging: once a model's log files hold more than this many bytes, its "
+        "oldest files are deleted.",
+    )
     grpc_profiler = Bool(
         True,
         config=True,
@@ -293,7 +319,8 @@ class TFServingApp(ExtensionApp):
             raise ValueError("url_prefix must not be empty")
         return prefix
 
-    @validate("max_upload_bytes", "max_request_bytes", "max_json_depth", "max_tensor_elements")
+    @validate("max_upload_bytes", "max_request_bytes", "max_json_depth", "max_tensor_elements",
+              "request_log_max_file_bytes", "request_log_max_total_bytes")
     def _validate_positive(self, proposal: dict[str, Any]) -> int:
         if proposal["value"] < 1:
             raise TraitError(f"{proposal['trait'].name} must be at least 1")
@@ -342,6 +369,8 @@ class TFServingApp(ExtensionApp):
             prefer_tflite_model=self.prefer_tflite_model,
             enable_model_warmup=self.enable_model_warmup,
             warmup_iterations=max(1, self.warmup_iterations),
+            request_log_max_file_bytes=self.request_log_max_file_bytes,
+            request_log_max_total_bytes=self.request_log_max_total_bytes,
             job_roots=self.job_roots(),
             model_batching=self.model_batching_options(),
             manager=ManagerOptions(
@@ -365,11 +394,20 @@ class TFServingApp(ExtensionApp):
         if not self.enable_batching:
             return None
         if self.batching_parameters_file:
-            return read_batching_parameters_file(
+            from_file = read_batching_parameters_file(
                 os.path.abspath(os.path.expanduser(self.batching_parameters_file)))
+            # TF Serving's format cannot say "auto" nor a latency target: those apply over it
+            # (a number of microseconds is the file's to say).
+            timeout = self.batch_timeout_micros
+            file_params = from_file.merged(
+                batch_timeout_micros=timeout if isinstance(timeout, str) else None,
+                batch_latency_target_ms=self.batch_latency_target_ms)
+            file_params.validate()
+            return file_params
         params = BatchingParameters(
             max_batch_size=self.max_batch_size,
             batch_timeout_micros=self.batch_timeout_micros,
+            batch_latency_target_ms=self.batch_latency_target_ms,
             max_enqueued_batches=self.max_enqueued_batches,
             num_batch_threads=self.num_batch_threads,
             allowed_batch_sizes=tuple(self.allowed_batch_sizes),

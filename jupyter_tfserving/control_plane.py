@@ -54,22 +54,33 @@ from .core.validation import (
 )
 
 if TYPE_CHECKING:
-    from .model_config import ModelConfigFile, ModelServerConfig
+    from .model_config import ModelConfigEntry, ModelConfigFile, ModelServerConfig
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+# Told (model, "promoted" | "rolled back") after a promote or rollback (add_rollout_listener).
+RolloutListener = Callable[[str, str], None]
 ROLLOUTS: tuple[str, ...] = ("stable", "canary")
 
 
 # ----------------------------------------------------------------------------- API records
 
 
+class WarmupJSON(TypedDict):
+    """What a version's warmup ran before it became AVAILABLE."""
+
+    requests: int
+    seconds: float
+
+
 class VersionJSON(TypedDict):
-    """A version's status as the management API writes it (one form, every route)."""
+    """A version's status as the management API writes it (one form, every route);
+    ``warmup`` is None when no warmup records were replayed."""
 
     version: int
     state: str
     error_code: str
     error_message: str
+    warmup: WarmupJSON | None
 
 
 class VersionEntry(VersionJSON):
@@ -128,11 +139,14 @@ class TFServingConfigJSON(TypedDict):
 
 def version_json(status: VersionStatus) -> VersionJSON:
     error = status.error
+    warmup = status.warmup
     return {
         "version": status.version,
         "state": status.state.value,
         "error_code": error.code.name if error is not None else Code.OK.name,
         "error_message": error.message if error is not None else "",
+        "warmup": {"requests": warmup.requests, "seconds": warmup.seconds}
+        if warmup is not None else None,
     }
 
 
@@ -179,6 +193,27 @@ class ControlPlane:
             manager, self.model_specs, options.file_system_poll_wait_seconds,
             platform_of=_platform_of, lock=self.lock,
         )
+        self._rollout_listeners: tuple[RolloutListener, ...] = ()
+        self._spec_listeners: tuple[Callable[[Sequence[ModelSpec]], None], ...] = ()
+
+    def add_rollout_listener(self, fn: RolloutListener) -> None:
+        """Call ``fn(model, what)`` after each successful :meth:`promote` (``"promoted"``) and
+        :meth:`rollback` (``"rolled back"``), on the operation's thread, no lock held (the
+        service ends the model's shadow traffic there). ``fn`` must be quick; its exceptions
+        propagate to the operation's caller, so it must not raise."""
+        self._rollout_listeners = (*self._rollout_listeners, fn)
+
+    def _rolled_out(self, name: str, what: str) -> None:
+        for fn in self._rollout_listeners:
+            fn(name, what)
+
+    def add_spec_listener(self, fn: Callable[[Sequence[ModelSpec]], None]) -> None:
+        """Call ``fn(specs)`` with the models' specs each time :meth:`model_specs` reads them
+        (each poll of the repository, each operation), so a change of ``models.config`` (an
+        edit, a reload) reaches ``fn`` (the service's request log, which applies the models'
+        ``logging_config``). On the reading thread, maybe under :attr:`lock`: ``fn`` must be
+        quick (compare, apply what changed) and must not raise or call back in here."""
+        self._spec_listeners = (*self._spec_listeners, fn)
 
     # ------------------------------------------------------------------ life
 
@@ -229,7 +264,7 @@ class ControlPlane:
             self._config_file = self._make_config_file(self.config_path)
         specs = (self._config_file.specs() if self._config_file is not None
                  else discover_models(self.model_root))
-        return [
+        specs = [
             dataclasses.replace(
                 spec,
                 pinned=frozenset({st.previous_stable} if st.previous_stable is not None else ()),
@@ -237,6 +272,9 @@ class ControlPlane:
             ) if (st := self.serving_state.get(spec.name)) is not None else spec
             for spec in specs
         ]
+        for fn in self._spec_listeners:
+            fn(specs)
+        return specs
 
     def _edit_config(self, edit: Callable[[ModelServerConfig], None]) -> None:
         """Apply ``edit`` to the ``ModelServerConfig`` in force and write it back. Without a
@@ -370,7 +408,7 @@ class ControlPlane:
             spec = self._spec(name)
             serving = None
             if rollout is not None:
-                serving = self._serving_version(name)
+                serving = self.serving_version(name)
                 if serving is not None and STABLE_LABEL not in self._manager.labels(name):
                     self._set_labels(name, {**self._manager.labels(name),
                                             STABLE_LABEL: serving})
@@ -395,7 +433,7 @@ class ControlPlane:
         return {"name": name, "version": version, "rollout": rollout,
                 "model": self.describe_model(name)}
 
-    def _serving_version(self, name: str) -> int | None:
+    def serving_version(self, name: str) -> int | None:
         """The version that takes all (or the stable share of) unversioned traffic now."""
         labels = self._manager.labels(name)
         if STABLE_LABEL in labels:
@@ -473,23 +511,42 @@ class ControlPlane:
         if name not in self._manager.model_names() and self._spec(name) is None:
             raise not_found(f"Could not find model {name}")
 
-    def _write_labels(self, name: str) -> None:
-        """Persist the manager's labels (and pending ones) of ``name`` to the config file."""
+    def _edit_entry(self, name: str, edit: Callable[[ModelConfigEntry], None]) -> None:
+        """Apply ``edit`` to model ``name``'s entry of the config file (added first when the
+        config does not list the model yet) and write it back. Callers hold :attr:`lock`."""
         from .model_config import add_model, config_entry
 
-        labels = {**self._manager.pending_labels(name), **self._manager.labels(name)}
         base = self._base_path(name, self._spec(name))
 
-        def edit(config: ModelServerConfig) -> None:
+        def edit_config(config: ModelServerConfig) -> None:
             entry = config_entry(config, name)
             if entry is None:
                 add_model(config, name, base, "tensorflow")
                 entry = config_entry(config, name)
                 assert entry is not None  # just added
+            edit(entry)
+
+        self._edit_config(edit_config)
+
+    def edit_model_entry(self, name: str, edit: Callable[[ModelConfigEntry], None]) -> None:
+        """Change model ``name``'s entry of ``models.config`` with ``edit`` (its
+        ``logging_config``, say), creating the file as a label change does; the spec
+        listeners hear the new specs before this returns. NOT_FOUND for an unknown model;
+        INVALID_ARGUMENT (nothing written) when the result does not parse."""
+        self._known_model(name)
+        with self.lock:
+            self._edit_entry(name, edit)
+            self.model_specs()
+
+    def _write_labels(self, name: str) -> None:
+        """Persist the manager's labels (and pending ones) of ``name`` to the config file."""
+        labels = {**self._manager.pending_labels(name), **self._manager.labels(name)}
+
+        def edit(entry: ModelConfigEntry) -> None:
             entry.version_labels.clear()
             entry.version_labels.update(labels)
 
-        self._edit_config(edit)
+        self._edit_entry(name, edit)
 
     def _replace_labels(self, name: str, labels: dict[str, int]) -> None:
         """Make ``labels`` the model's labels, keeping the config's pending ones pending."""
@@ -611,6 +668,7 @@ class ControlPlane:
                     f"Version {version} of model {name} is not AVAILABLE; it cannot be stable")
             self._make_stable(name, version)
         self.reload()
+        self._rolled_out(name, "promoted")
         return self.describe_model(name)
 
     def _make_stable(self, name: str, version: int) -> None:
@@ -655,6 +713,7 @@ class ControlPlane:
             self._write_labels(name)
             self._save_state()
         self.reload()
+        self._rolled_out(name, "rolled back")
         return self.describe_model(name)
 
     # ------------------------------------------------------------------ load, unload
@@ -786,7 +845,9 @@ class ControlPlane:
         load, so this hand-off config pins each model to ``specific`` versions: those AVAILABLE
         now (which every label names). Models served by the ``python`` platform cannot be
         served by TF Serving and are listed in ``skipped`` with the reason; so are models with
-        nothing AVAILABLE."""
+        nothing AVAILABLE. A model's ``logging_config`` (request logging) is left out: stock
+        ``tensorflow_model_server`` links no request logger, and any ``logging_config`` makes
+        it refuse the whole config ("No request-logger-creator provided")."""
         from google.protobuf import text_format
 
         from .model_config import ModelServerConfig, add_model

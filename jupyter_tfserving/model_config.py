@@ -17,7 +17,7 @@ from typing import TypeAlias
 from google.protobuf import text_format
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
-from .core.model_spec import ModelSpec
+from .core.model_spec import ModelSpec, RequestLogging
 from .core.serving_state import write_atomically
 from .core.status import ServingError, invalid_argument
 from .core.validation import check_model_name
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # tensorflow_serving ships no type information: for mypy these aliases are Any.
 ModelServerConfig: TypeAlias = model_server_config_pb2.ModelServerConfig
 _ModelConfigProto: TypeAlias = model_server_config_pb2.ModelConfig
+# One model's entry of the config's model_config_list.
+ModelConfigEntry: TypeAlias = _ModelConfigProto
 
 
 def parse_model_config(text: str, config_dir: str) -> list[ModelSpec]:
@@ -61,9 +63,35 @@ def parse_model_config(text: str, config_dir: str) -> list[ModelSpec]:
                 platform=platform,
                 version_policy=_policy(model.model_version_policy),
                 labels=dict(model.version_labels),
+                logging=_logging(model),
             )
         )
     return specs
+
+
+def _logging(model: _ModelConfigProto) -> RequestLogging | None:
+    """The model's ``logging_config`` as read (None without one, or with a rate of 0)."""
+    if not model.HasField("logging_config"):
+        return None
+    config = model.logging_config
+    rate = config.sampling_config.sampling_rate
+    if not rate > 0:
+        return None
+    collector = config.log_collector_config
+    return RequestLogging(float(rate), collector.filename_prefix, collector.type)
+
+
+def set_logging_config(entry: _ModelConfigProto, logging: RequestLogging | None) -> None:
+    """Write ``logging`` as the model config ``entry``'s ``logging_config`` (None: remove
+    it): ``sampling_config.sampling_rate`` and ``log_collector_config`` (``type``,
+    ``filename_prefix``: left out when empty)."""
+    entry.ClearField("logging_config")
+    if logging is None:
+        return
+    config = entry.logging_config
+    config.sampling_config.sampling_rate = logging.sampling_rate
+    config.log_collector_config.type = logging.collector
+    config.log_collector_config.filename_prefix = logging.filename_prefix
 
 
 def parse_config_proto(text: str) -> ModelServerConfig:

@@ -17,6 +17,7 @@ are refused to everyone: the authorizer allows only the ``tfserving`` resource.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import re
 import shutil
@@ -89,6 +90,8 @@ FLAGS: tuple[Flag, ...] = (
          "(integer values as integers), e.g. grpc.max_connection_age_ms=60000."),
     Flag("enable_model_warmup", bool, True, "Replay a version's assets.extra/"
          "tf_serving_warmup_requests before it becomes AVAILABLE."),
+    Flag("num_request_iterations_for_warmup", int, 0, "Times each warmup record is replayed "
+         "(0: the default, once)."),
     Flag("prefer_tflite_model", bool, False, "Serve a version's model.tflite, when it has "
          "one, with TensorFlow Lite instead of its SavedModel."),
     Flag("tensorflow_intra_op_parallelism", int, 0, "(accepted)", effect=False),
@@ -108,6 +111,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("enable_profiler", bool, True, "(accepted)", effect=False),
     Flag("use_tflite_model", bool, False, "(accepted)", effect=False),
     # This command's own.
+    Flag("batch_latency_target_ms", float, 0.0, "With --enable_batching, > 0 makes the batch "
+         "wait adaptive (batch_timeout_micros 'auto', over --batching_parameters_file's): each "
+         "queue waits as long as keeps a request's wait plus its batch's run under this many "
+         "milliseconds, and not at all at low load. 0: the file's fixed batch_timeout_micros."),
     Flag("no_auth", bool, False, "Serve anonymously (TF Serving's behaviour): no token is "
          "asked, anyone who can reach the ports can predict. Logged."),
     Flag("token", str, "", "The token clients must send ('Authorization: token <t>')."),
@@ -426,6 +433,8 @@ def plan(flags: dict[str, Any], workdir: str) -> Plan:
         "enable_signature_method_name_check": flags["enable_signature_method_name_check"],
         "prefer_tflite_model": flags["prefer_tflite_model"],
         "enable_model_warmup": flags["enable_model_warmup"],
+        **({"warmup_iterations": flags["num_request_iterations_for_warmup"]}
+           if flags["num_request_iterations_for_warmup"] > 0 else {}),
         "rest_api_timeout_in_ms": flags["rest_api_timeout_in_ms"],
         "max_num_load_retries": flags["max_num_load_retries"],
         "load_retry_interval_seconds": flags["load_retry_interval_micros"] / 1e6,
@@ -442,6 +451,16 @@ def plan(flags: dict[str, Any], workdir: str) -> Plan:
     if flags["enable_batching"] and flags["batching_parameters_file"]:
         app["batching_parameters_file"] = os.path.abspath(
             os.path.expanduser(flags["batching_parameters_file"]))
+    target = flags["batch_latency_target_ms"]
+    if not math.isfinite(target) or target < 0:
+        raise StartupError(f"--batch_latency_target_ms must be a non-negative number of "
+                           f"milliseconds; was {target}")
+    if target > 0:
+        if flags["enable_batching"]:
+            app["batch_timeout_micros"] = "auto"
+            app["batch_latency_target_ms"] = target
+        else:
+            notes.append("--batch_latency_target_ms has no effect without --enable_batching")
     server: dict[str, Any] = {
         "ip": "0.0.0.0",  # TF Serving listens on every interface
         "port": flags["rest_api_port"],

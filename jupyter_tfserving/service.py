@@ -36,6 +36,9 @@ from .jobs.operations import DATASETS_DIR, JobOperations
 from .jobs.runner import JobRunner
 from .metrics.prometheus import make_registry
 from .metrics.stats import ServingStats, VersionStatsJSON
+from .traffic import request_log
+from .traffic.request_log import LoggedRequest, LoggingStatusJSON, RequestLog, RequestLogOptions
+from .traffic.shadow import MAX_PENDING, RequestEncoder, ShadowReportJSON, ShadowTraffic
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,13 @@ class ServiceOptions:
     # them, else the repository).
     job_roots: tuple[str, ...] = ()
     job_base_dir: str | None = None
+    # Shadow traffic: runs pending at once (sampled, not yet compared), over all models; past
+    # that a sampled request is dropped and counted.
+    shadow_max_pending: int = MAX_PENDING
+    # Request logging (models.config's logging_config): a log file is closed at this size,
+    # and a model's oldest files are deleted past the total.
+    request_log_max_file_bytes: int = request_log.MAX_FILE_BYTES
+    request_log_max_total_bytes: int = request_log.MAX_TOTAL_BYTES
 
 
 def load_signing_key(path: str) -> bytes:
@@ -117,6 +127,8 @@ class ModelStatsJSON(TypedDict):
     name: str
     labels: dict[str, int]
     versions: list[VersionStatsEntry]
+    shadow: ShadowReportJSON | None
+    logging: LoggingStatusJSON | None
 
 
 class StatsJSON(TypedDict):
@@ -179,9 +191,26 @@ class ModelService:
                       state_file=os.path.join(self.control.config_dir, JOBS_FILE_NAME)),
             base_dir=options.job_base_dir or (roots[0] if roots else self.model_root),
             datasets_dir=os.path.join(self.model_root, DATASETS_DIR))
+        # Request logging, fed by the data plane's exchanges, set by models.config.
+        self.request_log = RequestLog(self.model_root, RequestLogOptions(
+            max_file_bytes=options.request_log_max_file_bytes,
+            max_total_bytes=options.request_log_max_total_bytes))
+        self.dataplane.add_exchange_observer(self.request_log.observe)
+        self.control.add_spec_listener(self.request_log.configure)
+        # Shadow traffic, fed by the data plane's exchanges; promote, rollback and the
+        # candidate leaving AVAILABLE end a shadow.
+        self.shadow = ShadowTraffic(
+            self.manager, self.dataplane, self.executor,
+            serving_version=self.control.serving_version,
+            logging_on=self.request_log.is_on,
+            max_pending=options.shadow_max_pending)
+        self.dataplane.add_exchange_observer(self.shadow.observe)
+        self.manager.add_listener(self.shadow.version_changed)
+        self.control.add_rollout_listener(self.shadow.rollout_changed)
         self._started = False
         # Its own Prometheus registry, never the process-global one.
-        self.prometheus_registry = make_registry(self.stats, self.in_flight)
+        self.prometheus_registry = make_registry(self.stats, self.in_flight,
+                                                 self.batch_timeouts)
 
     def _record_batch(self, event: BatchEvent) -> None:
         # The data plane's batch key: (model, version, signature name, input dtypes and shapes,
@@ -201,6 +230,18 @@ class ModelService:
                 known = set()
             self.stats.retain_versions(servable_id.name, known)
 
+    def batch_timeouts(self) -> dict[str, int]:
+        """The batch timeout in use per model (microseconds), the longest of its online
+        queues: what ``batch_timeout_micros="auto"`` chose last, else the fixed value. For the
+        Prometheus gauge, at scrape time."""
+        out: dict[str, int] = {}
+        for queue in self.scheduler.queue_stats():
+            # The data plane's batch key: (model, version, signature, inputs, bulk).
+            model, *_, bulk = cast("tuple[str, int, str, object, bool]", queue.key)
+            if not bulk:
+                out[model] = max(out.get(model, 0), queue.batch_timeout_micros)
+        return out
+
     def in_flight(self) -> dict[tuple[str, int], int]:
         """Handles held now per (model, version): the dashboard's refcounts."""
         return {
@@ -209,10 +250,13 @@ class ModelService:
             for version, count in self.manager.refcounts(name).items()
         }
 
-    def stats_report(self, grpc_target: str | None = None) -> StatsJSON:
+    def stats_report(self, grpc_target: str | None = None,
+                     encode_request: RequestEncoder | None = None) -> StatsJSON:
         """``GET P/api/stats``: per model and version, state, labels, in-flight handles,
         requests, errors and latency (p50/p99 and buckets, microseconds), for the dashboard
-        and the side panel; ``grpc_target``: where the front end serves gRPC, if it does."""
+        and the side panel; per model its shadow report (None: it never had a shadow; its
+        worst requests encoded by ``encode_request``, the transport's); ``grpc_target``: where
+        the front end serves gRPC, if it does."""
         snapshot = self.stats.snapshot()
         in_flight = self.in_flight()
         models: list[ModelStatsJSON] = []
@@ -223,13 +267,42 @@ class ModelService:
                 "in_flight": in_flight.get((info.name, status.version), 0),
             } for status in info.statuses]
             models.append({"name": info.name, "labels": dict(sorted(info.labels.items())),
-                           "versions": versions})
+                           "versions": versions,
+                           "shadow": self.shadow.maybe_report(info.name, encode_request),
+                           "logging": self.request_log.status(info.name)})
         return {"models": models, "grpc_target": grpc_target}
+
+    def set_request_logging(self, name: str, sampling_rate: object,
+                            filename_prefix: object = None) -> LoggingStatusJSON:
+        """``POST P/api/models/{m}:logging``: log ``sampling_rate`` (0 to 1; 0 turns logging
+        off) of model ``name``'s requests to ``filename_prefix`` (relative to the repository;
+        default: the prefix in force, else ``.logs/<model>/requests``), written to
+        ``models.config`` as TF Serving's ``logging_config`` (removed for 0); a logging that
+        had stopped on an error tries again. The model's logging status. NOT_FOUND,
+        INVALID_ARGUMENT, PERMISSION_DENIED (a prefix out of the repository). Blocking."""
+        from .model_config import set_logging_config
+
+        config = self.request_log.check(name, sampling_rate, filename_prefix)
+        self.control.edit_model_entry(name, lambda entry: set_logging_config(entry, config))
+        self.request_log.retry(name)
+        return self.request_log.status_or_off(name)
+
+    def logged_requests(self, name: str, n: int) -> list[LoggedRequest]:
+        """``GET P/api/models/{m}/requests``: the ``n`` newest logged requests of model
+        ``name``, newest first. NOT_FOUND for an unknown model. Blocking (reads files)."""
+        self.control.describe_model(name)
+        return self.request_log.requests(name, n)
+
+    def logged_tfrecord(self, name: str, n: int) -> bytes:
+        """:meth:`logged_requests` as the bytes of a TFRecord file of their PredictionLogs."""
+        self.control.describe_model(name)
+        return self.request_log.tfrecord(name, n)
 
     def start(self) -> None:
         """Create the repository directory if needed and start polling it."""
         if self._started:
             return
+        self.request_log.start()
         self.control.start()
         self._started = True
         log.info("jupyter_tfserving: serving models from %s", self.model_root)
@@ -247,16 +320,19 @@ class ModelService:
         a request thread (it would wait for itself).
 
         0. Running bulk jobs stop after their current calls, recorded as ``interrupted``
-           (resumable by the next server on this repository).
+           (resumable by the next server on this repository); shadow traffic starts no more
+           runs.
         1. From now on a new request is refused with UNAVAILABLE (503): ``admission`` is
            closed. Requests admitted before go on, and so does the work they handed on.
         2. Wait, up to ``timeout`` seconds, until every admitted request and its work is done
            (model runs, batches running *or still queued*, encoding). jupyter_server keeps its
            IOLoop running while the extension stops, so those requests get their answers.
         3. Stop polling, the request threads, the batch scheduler (anything still queued, only
-           after a timeout, fails with UNAVAILABLE), and unload every version.
+           after a timeout, fails with UNAVAILABLE), the request log (what it queued is
+           written, its files closed), and unload every version.
         """
         self.jobs.runner.stop(timeout)
+        self.shadow.stop(timeout)
         self.admission.close()
         self.control.stop()
         if not self.admission.drain(timeout):
@@ -264,6 +340,7 @@ class ModelService:
                         timeout)
         self.executor.shutdown(wait=True)
         self.scheduler.stop(timeout)
+        self.request_log.stop(timeout)
         self.manager.stop(timeout)
         self._started = False
 

@@ -177,3 +177,64 @@ def test_invalid_batching_traits_are_refused(tmp_path):
     with pytest.raises(ServingError):
         TFServingApp(model_root=str(tmp_path), max_batch_size=8,
                      allowed_batch_sizes=[4, 6]).service_options()
+
+
+def test_auto_batch_timeout_from_traits_file_per_model_and_command_line(tmp_path):
+    """batch_timeout_micros='auto' (ours) with batch_latency_target_ms: from the traits, over
+    a batching_parameters_file's value (TF Serving's format cannot say it; a number there is
+    the file's to say), per model, and from Jupyter's command line."""
+    from traitlets.config.loader import KVArgParseConfigLoader
+
+    app = TFServingApp(model_root=str(tmp_path), batch_timeout_micros="auto",
+                       batch_latency_target_ms=15.0,
+                       model_batching_parameters={"fixed": {"batch_timeout_micros": 200},
+                                                  "slow": {"batch_latency_target_ms": 50}})
+    options = app.service_options()
+    assert options.batching.adaptive and options.batching.batch_latency_target_ms == 15.0
+    assert options.model_batching["fixed"].batch_timeout_micros == 200
+    assert options.model_batching["slow"].adaptive
+    assert options.model_batching["slow"].batch_latency_target_ms == 50
+    per_model = TFServingApp(model_root=str(tmp_path), model_batching_parameters={
+        "m": {"batch_timeout_micros": "auto", "batch_latency_target_ms": 30}})
+    assert not per_model.service_options().batching.adaptive
+    assert per_model.service_options().model_batching["m"].adaptive
+
+    config_file = tmp_path / "batching.txt"
+    config_file.write_text("max_batch_size { value: 64 } batch_timeout_micros { value: 900 }")
+    over_file = TFServingApp(model_root=str(tmp_path), batching_parameters_file=str(config_file),
+                             batch_timeout_micros="auto", batch_latency_target_ms=40.0)
+    params = over_file.service_options().batching
+    assert (params.max_batch_size, params.batch_timeout_micros,
+            params.batch_latency_target_ms) == (64, "auto", 40.0)
+    file_only = TFServingApp(model_root=str(tmp_path), batching_parameters_file=str(config_file),
+                             batch_timeout_micros=5)
+    assert file_only.service_options().batching.batch_timeout_micros == 900
+
+    loader = KVArgParseConfigLoader(["--TFServingApp.batch_timeout_micros=auto",
+                                     "--TFServingApp.batch_latency_target_ms=12.5"],
+                                    classes=[TFServingApp])
+    from_cli = TFServingApp(model_root=str(tmp_path), config=loader.load_config())
+    assert from_cli.service_options().batching.adaptive
+    assert from_cli.service_options().batching.batch_latency_target_ms == 12.5
+
+
+@pytest.mark.parametrize(("traits", "fragment"), [
+    ({"batch_timeout_micros": "soon"}, "or 'auto'; was 'soon'"),
+    ({"batch_timeout_micros": "auto", "batch_latency_target_ms": 0.0},
+     "batch_latency_target_ms must be a positive number of milliseconds"),
+    ({"model_batching_parameters": {"m": {"batch_timeout_micros": "later"}}}, "'later'"),
+    ({"model_batching_parameters": {"m": {"batch_latency_target_ms": -1}}}, "was -1"),
+])
+def test_bad_auto_batching_traits_are_invalid_argument(tmp_path, traits, fragment):
+    from jupyter_tfserving.core.status import Code, ServingError
+
+    with pytest.raises(ServingError) as info:
+        TFServingApp(model_root=str(tmp_path), **traits).service_options()
+    assert info.value.code == Code.INVALID_ARGUMENT
+    assert fragment in info.value.message
+    config_file = tmp_path / "batching.txt"
+    config_file.write_text("max_batch_size { value: 64 }")
+    if "batch_timeout_micros" in traits:  # over a file too
+        with pytest.raises(ServingError):
+            TFServingApp(model_root=str(tmp_path), batching_parameters_file=str(config_file),
+                         **traits).service_options()

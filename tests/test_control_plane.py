@@ -17,6 +17,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from jupyter_tfserving.core.archive import pack_directory
 from jupyter_tfserving.core.manager import ManagerOptions
+from jupyter_tfserving.core.servable import WarmupReport
 from jupyter_tfserving.core.state import ServableState
 from jupyter_tfserving.core.status import Code, ServingError
 from jupyter_tfserving.service import ModelService, ServiceOptions
@@ -414,6 +415,32 @@ def test_a_thousand_versions_keep_the_statistics_bounded(model_root, tmp_path):
         report = service.stats_report()["models"][0]["versions"]
         assert report[1]["version"] == 999 and report[1]["state"] == "END"
         assert report[1]["request_count"] == 1
+    finally:
+        service.stop(5)
+
+
+def test_a_versions_warmup_is_in_its_management_json(model_root, tmp_path):
+    """What the loader's warmup ran is in ``GET P/api/models/{m}`` and ``GET P/api/stats``;
+    null for a version that replayed nothing."""
+
+    class WarmingFactory(FakeLoaderFactory):
+        def __call__(self, servable_id, spec):
+            loader = super().__call__(servable_id, spec)
+            if servable_id.version == 1:
+                loader.warmup_report = WarmupReport(records=2, requests=6, seconds=0.5)
+            return loader
+
+    service = make_service(model_root, WarmingFactory())
+    try:
+        for version in (1, 2):
+            service.control.publish_version("demo", archive(tmp_path, str(version)), version)
+            service.manager.wait_for("demo", version, [ServableState.AVAILABLE], WAIT)
+        described = {v["version"]: v["warmup"]
+                     for v in service.control.describe_model("demo")["versions"]}
+        stats = {v["version"]: v["warmup"]
+                 for v in service.stats_report()["models"][0]["versions"]}
+        # version 1 may be unloading by now (latest(1)): its status keeps what it ran
+        assert described == stats == {1: {"requests": 6, "seconds": 0.5}, 2: None}
     finally:
         service.stop(5)
 

@@ -1,5 +1,6 @@
-"""DESIGN §7's import arrows: the core, the data plane and the control plane know nothing of
-tornado, Jupyter's server or TensorFlow (a fresh interpreter imports them and looks)."""
+"""DESIGN §7's import arrows: the core, the data plane, the control plane, the jobs and the
+traffic tools know nothing of tornado, Jupyter's server or TensorFlow (a fresh interpreter
+imports them and looks)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ TRANSPORT_FREE = [
     "jupyter_tfserving.jobs.sinks",
     "jupyter_tfserving.jobs.runner",
     "jupyter_tfserving.jobs.evaluation",
+    "jupyter_tfserving.traffic",
+    "jupyter_tfserving.traffic.request_log",
 ]
 FORBIDDEN = ("tornado", "jupyter_server", "tensorflow")
 

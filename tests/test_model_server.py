@@ -158,9 +158,11 @@ def test_flags_become_traits(tmp_path: Path) -> None:
                  "--enable_batching", "--rest_api_timeout_in_ms=1234",
                  "--max_num_load_retries=2", "--file_system_poll_wait_seconds=3",
                  "--allow_version_labels_for_unavailable_models", "--prefer_tflite_model",
-                 "--grpc_channel_arguments=grpc.max_connection_age_ms=2000,grpc.x=y")
+                 "--grpc_channel_arguments=grpc.max_connection_age_ms=2000,grpc.x=y",
+                 "--num_request_iterations_for_warmup=3")
     app, server = plan.config.ModelServerApp, plan.config.ServerApp
     assert app.prefer_tflite_model is True
+    assert app.warmup_iterations == 3
     assert app.grpc_channel_arguments == {"grpc.max_connection_age_ms": 2000, "grpc.x": "y"}
     assert app.grpc_port == -1 and app.grpc_socket_path == "/tmp/s"
     assert app.enable_batching is True
@@ -172,6 +174,8 @@ def test_flags_become_traits(tmp_path: Path) -> None:
     assert app.rest_api is False  # --rest_api_port=0: no REST, as TF Serving
     assert server.port_retries == 0
     assert app.model_root.startswith(str(tmp_path))  # the user's data dir is not touched
+    # TF Serving uses --num_request_iterations_for_warmup only when > 0.
+    assert "warmup_iterations" not in _plan(tmp_path, "--model_base_path=/m").config.ModelServerApp
 
 
 def test_rest_and_grpc_ports(tmp_path: Path) -> None:
@@ -340,3 +344,26 @@ def _tensor_proto(array: Any) -> Any:
         dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in array.shape]))
     proto.float_val.extend(array.tolist())
     return proto
+
+
+def test_batch_latency_target_makes_the_batch_wait_adaptive(tmp_path: Path) -> None:
+    """Ours: --batch_latency_target_ms > 0 with --enable_batching sets batch_timeout_micros
+    'auto' with that target (over the batching file's timeout); 0 (the default) keeps TF
+    Serving's fixed timeout; without --enable_batching it is noted as having no effect; a
+    negative or non-numeric value is refused."""
+    assert ms.parse_flags([])["batch_latency_target_ms"] == 0.0
+    plan = _plan(tmp_path, "--model_base_path=/m", "--enable_batching",
+                 "--batching_parameters_file=/b", "--batch_latency_target_ms=25")
+    app = plan.config.ModelServerApp
+    assert (app.batch_timeout_micros, app.batch_latency_target_ms) == ("auto", 25.0)
+    assert app.batching_parameters_file == "/b"
+    fixed = _plan(tmp_path, "--model_base_path=/m", "--enable_batching").config.ModelServerApp
+    assert "batch_timeout_micros" not in fixed
+    unbatched = _plan(tmp_path, "--model_base_path=/m", "--batch_latency_target_ms=25")
+    assert "batch_timeout_micros" not in unbatched.config.ModelServerApp
+    assert any("batch_latency_target_ms" in note for note in unbatched.notes)
+    with pytest.raises(ms.StartupError, match="batch_latency_target_ms"):
+        _plan(tmp_path, "--model_base_path=/m", "--enable_batching",
+              "--batch_latency_target_ms=-1")
+    with pytest.raises(ms.FlagError, match="batch_latency_target_ms"):
+        ms.parse_flags(["--batch_latency_target_ms=soon"])

@@ -5,15 +5,23 @@ a ``--batching_parameters_file`` gets). The text is TF Serving's ``BatchingParam
 (``tensorflow_serving/servables/tensorflow/session_bundle_config.proto``); the message class is
 built here at import time from a descriptor, in a private descriptor pool, because the
 ``tensorflow-serving-api`` wheel does not ship ``session_bundle_config_pb2``.
+
+One addition of ours: ``batch_timeout_micros="auto"`` with ``batch_latency_target_ms`` (the
+adaptive wait, ``batching/adaptive.py``). TF Serving's text format cannot say it (its
+``batch_timeout_micros`` is an ``Int64Value``), so the file keeps TF Serving's meaning exactly and
+``auto`` comes from the server's configuration (``TFServingApp.batch_timeout_micros = "auto"``,
+which applies over the file's value, ``TFServingApp.model_batching_parameters`` per model, or the
+model server's ``--batch_latency_target_ms``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
 from google.protobuf import (
     descriptor_pb2,
@@ -26,11 +34,19 @@ from google.protobuf import (
 from jupyter_tfserving.core.status import Code, ServingError, invalid_argument
 
 __all__ = [
+    "AUTO",
+    "DEFAULT_BATCH_LATENCY_TARGET_MS",
     "BatchingParameters",
     "BatchingParametersProto",
     "parse_batching_parameters",
     "read_batching_parameters_file",
 ]
+
+
+# ``batch_timeout_micros`` that asks for the adaptive wait.
+AUTO: Literal["auto"] = "auto"
+# The latency target of an adaptive wait when none is given (milliseconds).
+DEFAULT_BATCH_LATENCY_TARGET_MS = 10.0
 
 
 def _default_num_batch_threads() -> int:
@@ -46,7 +62,14 @@ class BatchingParameters:
     - ``max_batch_size`` (1000): the most rows in one batch; without large batch splitting also
       the most rows one request may have.
     - ``batch_timeout_micros`` (0): how long the oldest task of a batch that is not full may wait
-      for more tasks. 0: a batch is run as soon as a batch thread is free.
+      for more tasks. 0: a batch is run as soon as a batch thread is free. ``"auto"`` (ours; not
+      in TF Serving's text format): each queue chooses the wait itself, each time a batch opens,
+      from its measured run time per batch size and arrival rate: the largest batches whose
+      wait plus run keep ``batch_latency_target_ms``, and 0 at low load
+      (:class:`~jupyter_tfserving.batching.adaptive.AdaptiveWait`).
+    - ``batch_latency_target_ms`` (10.0; ours): with ``batch_timeout_micros="auto"``, the target
+      for a task's time in the scheduler (its wait in the queue plus its batch's run), in
+      milliseconds. Read only by ``auto`` queues; must be positive.
     - ``max_enqueued_batches`` (10): the most batches waiting in one queue (a batch taken by a
       thread no longer counts). A task that would need more is refused with UNAVAILABLE.
     - ``num_batch_threads`` (the number of CPUs, TF Serving's ``port::MaxParallelism()``): the
@@ -65,7 +88,7 @@ class BatchingParameters:
     """
 
     max_batch_size: int = 1000
-    batch_timeout_micros: int = 0
+    batch_timeout_micros: int | Literal["auto"] = 0
     max_enqueued_batches: int = 10
     num_batch_threads: int = field(default_factory=_default_num_batch_threads)
     allowed_batch_sizes: tuple[int, ...] = ()
@@ -73,12 +96,21 @@ class BatchingParameters:
     enable_large_batch_splitting: bool = False
     max_execution_batch_size: int | None = None
     thread_pool_name: str = "batch_threads"
+    batch_latency_target_ms: float = DEFAULT_BATCH_LATENCY_TARGET_MS
 
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise a list given by a caller into the hashable tuple.
         object.__setattr__(
             self, "allowed_batch_sizes", tuple(int(s) for s in self.allowed_batch_sizes)
         )
+        timeout = self.batch_timeout_micros
+        if isinstance(timeout, str) and timeout.strip().lower() == AUTO:
+            object.__setattr__(self, "batch_timeout_micros", AUTO)  # "Auto", " auto"
+
+    @property
+    def adaptive(self) -> bool:
+        """True when ``batch_timeout_micros`` is ``"auto"``."""
+        return self.batch_timeout_micros == AUTO
 
     @property
     def execution_batch_size(self) -> int:
@@ -92,7 +124,8 @@ class BatchingParameters:
         """Raise ServingError(INVALID_ARGUMENT) unless the parameters are usable.
 
         Called by the parsers and by the scheduler when it creates a queue. Sizes, counts and
-        threads must be > 0, the timeout >= 0; with splitting, ``max_execution_batch_size`` must
+        threads must be > 0, the timeout >= 0 or ``"auto"``, the latency target a positive
+        number of milliseconds; with splitting, ``max_execution_batch_size`` must
         not exceed ``max_batch_size``; ``allowed_batch_sizes`` must be positive, strictly
         increasing, and (TF Serving's rule) end with the execution batch size.
         """
@@ -100,9 +133,22 @@ class BatchingParameters:
             value = getattr(self, name)
             if value <= 0:
                 raise invalid_argument(f"{name} must be positive; was {value}")
-        if self.batch_timeout_micros < 0:
+        timeout = self.batch_timeout_micros
+        if timeout != AUTO:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise invalid_argument(
+                    "batch_timeout_micros must be a non-negative integer (microseconds) or "
+                    f"'auto'; was {timeout!r}"
+                )
+            if timeout < 0:
+                raise invalid_argument(
+                    f"batch_timeout_micros must be non-negative; was {timeout}")
+        target = self.batch_latency_target_ms
+        if (isinstance(target, bool) or not isinstance(target, (int, float))
+                or not math.isfinite(target) or target <= 0):
             raise invalid_argument(
-                f"batch_timeout_micros must be non-negative; was {self.batch_timeout_micros}"
+                f"batch_latency_target_ms must be a positive number of milliseconds; was "
+                f"{target!r}"
             )
         if self.max_execution_batch_size is not None:
             if self.max_execution_batch_size <= 0:

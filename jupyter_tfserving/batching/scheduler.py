@@ -15,12 +15,19 @@ only when none is already on its way (a woken thread takes everything ready, and
 if more is queued). A batch of one task without padding rows is run on that task's arrays and
 its outputs are handed over as they are (no concatenate, no split); an unsplit task completes
 its Future directly, without a lock or object of its own beyond the task.
+
+A queue whose ``batch_timeout_micros`` is ``"auto"`` times each batch with the wait its
+:class:`~jupyter_tfserving.batching.adaptive.AdaptiveWait` chooses when the batch opens, and
+also runs a waiting batch once no task has joined it for the controller's quiet time; it tells
+the controller of each task, each batch taken and each run. Every other queue keeps TF Serving's
+fixed timeout and pays one attribute test per task and per batch for this.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -29,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jupyter_tfserving.batching.adaptive import AdaptiveWait
 from jupyter_tfserving.batching.parameters import BatchingParameters
 from jupyter_tfserving.core.status import Code, ServingError, invalid_argument
 
@@ -81,6 +89,9 @@ class QueueStats:
     rows_run: int
     padding_rows: int
     batches_failed: int
+    # The batch timeout in use now (microseconds): the fixed one, or the latest an "auto"
+    # queue chose.
+    batch_timeout_micros: int
 
 
 class _Request:
@@ -210,12 +221,13 @@ class _Task:
 
 
 class _Batch:
-    __slots__ = ("tasks", "rows", "oldest")
+    __slots__ = ("tasks", "rows", "oldest", "newest")
 
     def __init__(self, task: _Task, now: float) -> None:
         self.tasks = [task]
         self.rows = task.rows
         self.oldest = now
+        self.newest = now  # when its latest task came (kept by adaptive queues only)
 
 
 class _Queue:
@@ -228,8 +240,16 @@ class _Queue:
         self.params = params
         self.bulk = bulk  # a bulk job's queue: runs only while online work is idle
         self.capacity = params.execution_batch_size
-        self.timeout = params.batch_timeout_micros / 1e6
-        self.immediate = self.timeout == 0  # every queued batch is ready
+        timeout = params.batch_timeout_micros
+        # "auto": the adaptive wait sets ``timeout`` and ``quiet`` as each batch opens
+        # (``open_batch``). Only the last batch can be open, and one before it is ready anyway,
+        # so a new value never moves the due time of a batch that a worker is timing.
+        self.adaptive = None if not isinstance(timeout, str) else AdaptiveWait(
+            params.batch_latency_target_ms / 1e3, self.capacity, params.allowed_batch_sizes)
+        self.timeout = 0.0 if isinstance(timeout, str) else timeout / 1e6
+        self.quiet = math.inf  # a waiting batch runs once no task joined it for this long
+        # every queued batch is ready
+        self.immediate = self.timeout == 0 and self.adaptive is None
         self.allowed_batch_sizes = params.allowed_batch_sizes
         self.pad = params.pad_variable_length_inputs
         self.batches: deque[_Batch] = deque()
@@ -247,11 +267,30 @@ class _Queue:
         if self.immediate or len(batches) > 1:
             return True
         first = batches[0]
-        return first.rows >= self.capacity or now >= first.oldest + self.timeout
+        return (first.rows >= self.capacity or now >= first.oldest + self.timeout
+                or now >= first.newest + self.quiet)
 
     def due(self) -> float | None:
         """When the first batch's timeout expires (None: nothing queued)."""
-        return self.batches[0].oldest + self.timeout if self.batches else None
+        if not self.batches:
+            return None
+        first = self.batches[0]
+        return min(first.oldest + self.timeout, first.newest + self.quiet)
+
+    def open_batch(self, task: _Task, now: float) -> None:
+        """Append a new batch holding ``task``; an adaptive queue times it first. Lock held."""
+        adaptive = self.adaptive
+        if adaptive is not None:
+            self.timeout = adaptive.opened(now, task.rows)
+            self.quiet = adaptive.quiet()
+        self.batches.append(_Batch(task, now))
+
+    def joined(self, batch: _Batch, rows: int, now: float) -> None:
+        """An adaptive queue's task of ``rows`` rows was added to the open ``batch``. Lock
+        held."""
+        assert self.adaptive is not None
+        self.adaptive.joined(now, rows, now - batch.newest)
+        batch.newest = now
 
 
 class BatchScheduler:
@@ -375,14 +414,16 @@ class BatchScheduler:
             # batch of an empty queue (max_enqueued_batches is at least 1).
             if opened:
                 if rows <= queue.capacity:
-                    task = _Task(future, None, 0, arrays, rows, now, run, deadline)
-                    batches.append(_Batch(task, now))
+                    queue.open_batch(_Task(future, None, 0, arrays, rows, now, run, deadline),
+                                     now)
                 else:
                     self._enqueue(queue, future, arrays, rows, run, deadline, now)
             elif batches[-1].rows + rows <= queue.capacity:
                 last = batches[-1]
                 last.tasks.append(_Task(future, None, 0, arrays, rows, now, run, deadline))
                 last.rows += rows
+                if queue.adaptive is not None:
+                    queue.joined(last, rows, now)
             else:
                 self._enqueue(queue, future, arrays, rows, run, deadline, now)
             # Wake one parked worker, unless one is already on its way (it takes whatever is
@@ -414,6 +455,7 @@ class BatchScheduler:
                     rows_run=q.rows_run,
                     padding_rows=q.padding_rows,
                     batches_failed=q.batches_failed,
+                    batch_timeout_micros=round(q.timeout * 1e6),
                 )
                 for q in self._order
             ]
@@ -494,11 +536,13 @@ class BatchScheduler:
             start += size
             task = _Task(future, request, index, piece, size, now, run, deadline)
             if not batches or batches[-1].rows + size > cap:
-                batches.append(_Batch(task, now))
+                queue.open_batch(task, now)
             else:
                 batch = batches[-1]
                 batch.tasks.append(task)
                 batch.rows += size
+                if queue.adaptive is not None:
+                    queue.joined(batch, size, now)
 
     def _prune(self, now: float) -> None:
         """Drop queues empty and unused for ``idle_queue_seconds``. Lock held."""
@@ -670,6 +714,8 @@ class BatchScheduler:
             raise
 
         self._account(queue, len(live), rows, processed, error)
+        if queue.adaptive is not None:
+            self._adapt(queue, batch, start, processed, run_seconds, error)
         observers = self._observers
         if observers:
             event = BatchEvent(
@@ -692,6 +738,17 @@ class BatchScheduler:
             queue.padding_rows += processed - rows
             if error is not None:
                 queue.batches_failed += 1
+
+    def _adapt(self, queue: _Queue, batch: _Batch, start: float, processed: int,
+               run_seconds: float, error: ServingError | None) -> None:
+        """Tell an adaptive queue's controller how long ``batch`` was open before a thread took
+        it at ``start``, what joined it, and (when it ran) its run time."""
+        adaptive = queue.adaptive
+        assert adaptive is not None
+        with self._stats_lock:
+            adaptive.dispatched(start, start - batch.oldest, batch.rows - batch.tasks[0].rows)
+            if error is None:
+                adaptive.ran(processed, run_seconds)
 
     @staticmethod
     def _complete(

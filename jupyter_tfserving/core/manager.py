@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from . import defaults
 from .handle import ServableHandle
 from .routing import unversioned_route
-from .servable import Loader, LoadSpec, Servable
+from .servable import Loader, LoadSpec, Servable, WarmupReport
 from .state import ServableId, ServableState, VersionStatus
 from .status import (
     Code,
@@ -87,7 +87,7 @@ class _Version:
     """The manager's record of one version; every field is guarded by the manager's lock."""
 
     __slots__ = ("id", "spec", "state", "error", "since", "aspired", "refcount", "servable",
-                 "close_scheduled")
+                 "close_scheduled", "warmup")
 
     def __init__(self, servable_id: ServableId, spec: LoadSpec) -> None:
         self.id = servable_id
@@ -99,9 +99,10 @@ class _Version:
         self.refcount = 0
         self.servable: Servable | None = None
         self.close_scheduled = False
+        self.warmup: WarmupReport | None = None  # the loader's, once loaded
 
     def status(self) -> VersionStatus:
-        return VersionStatus(self.id.version, self.state, self.error, self.since)
+        return VersionStatus(self.id.version, self.state, self.error, self.since, self.warmup)
 
 
 class _Model:
@@ -513,7 +514,8 @@ class Manager:
 
     def _load(self, rec: _Version, spec: LoadSpec) -> None:
         """Worker: make the loader, then try ``load()`` until it succeeds, the retries are used
-        up, the version stops being aspired, or the manager stops."""
+        up, the version stops being aspired, or the manager stops. A successful load keeps the
+        loader's ``warmup_report`` (see ``Loader``) in the version's status."""
         try:
             loader = self._loader_factory(rec.id, spec)
         except Exception as exc:
@@ -526,7 +528,9 @@ class Manager:
             except Exception as exc:
                 error = _as_serving_error(exc)
             else:
-                self._finish_load(rec, servable, None)
+                warmup = getattr(loader, "warmup_report", None)
+                self._finish_load(rec, servable, None,
+                                  warmup if isinstance(warmup, WarmupReport) else None)
                 return
             with self._cond:
                 give_up = retries >= self._options.max_num_load_retries
@@ -542,7 +546,7 @@ class Manager:
                         retries, self._options.max_num_load_retries)
 
     def _finish_load(self, rec: _Version, servable: Servable | None,
-                     error: ServingError | None) -> None:
+                     error: ServingError | None, warmup: WarmupReport | None = None) -> None:
         with self._cond:
             model = self._models[rec.id.name]
             if servable is None:
@@ -550,6 +554,7 @@ class Manager:
                 self._set_state(rec, ServableState.END, error)
             else:
                 rec.servable = servable
+                rec.warmup = warmup
                 self._set_state(rec, ServableState.AVAILABLE)
                 for label, version in list(model.pending_labels.items()):
                     if version == rec.id.version:

@@ -13,12 +13,26 @@ from .version_policy import Latest, VersionPolicy
 
 
 @dataclass(frozen=True)
+class RequestLogging:
+    """A model's request logging, as TF Serving's ``ModelConfig.logging_config`` asks for it:
+    log each request with probability ``sampling_rate`` (its ``sampling_config``) with the
+    log collector ``collector`` (``log_collector_config.type``) to files named from
+    ``filename_prefix`` (``log_collector_config.filename_prefix``, "" for the default). Read
+    as configured; ``traffic.request_log`` checks and applies it."""
+
+    sampling_rate: float
+    filename_prefix: str = ""
+    collector: str = ""
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One model of the repository.
 
     ``base_path`` is absolute; ``labels`` are the version labels the configuration asks for.
     ``pinned`` versions are aspired whatever the policy (the previous ``stable``, kept for a
     rollback); ``unloaded`` versions are never aspired (a user unloaded them; their files stay).
+    ``logging``: the model's request logging (None: the configuration asks for none).
     """
 
     name: str
@@ -28,3 +42,4 @@ class ModelSpec:
     labels: Mapping[str, int] = field(default_factory=dict)
     pinned: frozenset[int] = frozenset()
     unloaded: frozenset[int] = frozenset()
+    logging: RequestLogging | None = None

@@ -101,8 +101,24 @@ class Servable(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class WarmupReport:
+    """What a version's warmup ran before it became AVAILABLE: ``records`` read, ``requests``
+    replayed (records x iterations), ``seconds`` the replay took."""
+
+    records: int
+    requests: int
+    seconds: float
+
+
 class Loader(Protocol):
-    """Loads one servable version; made by a platform from (path, platform name)."""
+    """Loads one servable version; made by a platform from (path, platform name).
+
+    A loader that warms its servable up may also have a ``warmup_report`` attribute (a
+    :class:`WarmupReport`, or None when nothing was replayed), set by the time ``load()``
+    returns; the manager reads it after a successful load and keeps it in the version's
+    status (``VersionStatus.warmup``).
+    """
 
     def load(self) -> Servable:
         ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .servable import WarmupReport
 from .status import ServingError
 
 
@@ -45,10 +46,13 @@ class VersionStatus:
     """What the manager reports about one version.
 
     ``error`` is set only for a version whose load failed (``state`` is then END). ``since`` is
-    the wall-clock time (``time.time()``) at which the version entered ``state``.
+    the wall-clock time (``time.time()``) at which the version entered ``state``. ``warmup``:
+    what its loader's warmup ran before it became AVAILABLE (kept while the version is listed;
+    None when nothing was replayed or it never loaded).
     """
 
     version: int
     state: ServableState
     error: ServingError | None
     since: float
+    warmup: WarmupReport | None = None

@@ -475,6 +475,35 @@ def input_to_batch(proto: Any, max_elements: int | None = None) -> ExampleBatch:
     return ExampleBatch(examples=examples, context=context)
 
 
+def _example_into(proto: Any, example: Example) -> None:
+    """Fill a (empty) ``tf.train.Example`` with ``example``'s features (str bytes values are
+    written UTF-8 encoded)."""
+    features = proto.features.feature
+    for name, feature in example.items():
+        if feature.kind == "float":
+            features[name].float_list.value.extend(feature.values)
+        elif feature.kind == "int64":
+            features[name].int64_list.value.extend(feature.values)
+        elif feature.kind == "bytes":
+            features[name].bytes_list.value.extend(
+                v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in feature.values)
+        else:
+            raise invalid_argument(f"Unsupported tf.Example feature kind: {feature.kind!r}")
+
+
+def batch_into_input(proto: Any, batch: ExampleBatch) -> None:
+    """Fill a (empty) ``tensorflow.serving.Input`` with ``batch``: an ExampleList, or an
+    ExampleListWithContext when the batch has a context (the inverse of
+    :func:`input_to_batch`)."""
+    if batch.context is None:
+        examples = proto.example_list.examples
+    else:
+        examples = proto.example_list_with_context.examples
+        _example_into(proto.example_list_with_context.context, batch.context)
+    for example in batch.examples:
+        _example_into(examples.add(), example)
+
+
 def classification_result_into(result: Any, classified: Classifications,
                                num_examples: int | None = None) -> None:
     """Fill a ClassificationResult from the data plane's classes and scores;
@@ -522,6 +551,39 @@ def regress_response(name: str, version: int, signature_name: str,
     fill_model_spec(response.model_spec, name, version, signature_name)
     regression_result_into(response.result, values, num_examples)
     return response
+
+
+# ---------------------------------------------------------------------------------------------
+# PredictionLog: request logs, bulk jobs' prediction_log files, warmup records
+
+# PredictionLog's field for each method's log.
+LOG_FIELDS = {"predict": "predict_log", "classify": "classify_log", "regress": "regress_log"}
+
+
+@dataclass(frozen=True)
+class LogSpec:
+    """What a PredictionLog says of the call: ``method`` (``predict``, ``classify`` or
+    ``regress``), and the model, the version that answered and the signature (its request's
+    and response's ``model_spec``)."""
+
+    method: str
+    model: str
+    version: int
+    signature_name: str
+
+
+def prediction_log(log: LogSpec) -> tuple[Any, Any]:
+    """A new ``tensorflow.serving.PredictionLog`` and its call (the ``predict_log``,
+    ``classify_log`` or ``regress_log`` of ``log.method``), whose request and response
+    ``model_spec`` are filled from ``log``; the caller fills the rest. Imports TensorFlow
+    (``tensorflow_serving``'s ``prediction_log_pb2`` does)."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    entry = prediction_log_pb2.PredictionLog()
+    call = getattr(entry, LOG_FIELDS[log.method])
+    for spec in (call.request.model_spec, call.response.model_spec):
+        fill_model_spec(spec, log.model, log.version, log.signature_name)
+    return entry, call
 
 
 # ---------------------------------------------------------------------------------------------

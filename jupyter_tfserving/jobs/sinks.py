@@ -21,7 +21,6 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ import numpy as np
 from ..core.status import Code, ServingError, invalid_argument
 from ..dataplane import Classifications
 from ..grpc import codec
+from ..grpc.codec import LogSpec  # the runners name it sinks.LogSpec
 
 OUTPUT_FORMATS = {"parquet": ".parquet", "npz": ".npz", "prediction_log": ".tfrecord"}
 TABLE_FORMATS = ("parquet", "npz")
@@ -109,30 +109,14 @@ def write_shard(path: str, columns: Mapping[str, np.ndarray], fmt: str) -> int:
     return rows
 
 
-@dataclass(frozen=True)
-class LogSpec:
-    """What a shard's PredictionLogs say of the call: ``method`` (``predict``, ``classify`` or
-    ``regress``), and the model, the version that answered and the signature (each log's
-    request and response ``model_spec``)."""
-
-    method: str
-    model: str
-    version: int
-    signature_name: str
-
-
 def _prediction_logs(log: LogSpec, inputs: Mapping[str, np.ndarray],
                      results: Mapping[str, np.ndarray], rows: int) -> list[bytes]:
     """One serialized PredictionLog per row (see :func:`write_prediction_log`)."""
-    from tensorflow_serving.apis import (
-        classification_pb2,
-        prediction_log_pb2,
-        regression_pb2,
-    )
+    from tensorflow_serving.apis import classification_pb2, regression_pb2
 
-    entries = [prediction_log_pb2.PredictionLog() for _ in range(rows)]
+    made = [codec.prediction_log(log) for _ in range(rows)]
+    entries, calls = [entry for entry, _ in made], [call for _, call in made]
     if log.method == "predict":
-        calls = [entry.predict_log for entry in entries]
         for i, call in enumerate(calls):
             for name, values in inputs.items():
                 codec.array_into(call.request.inputs[name], values[i:i + 1], name=name)
@@ -141,7 +125,6 @@ def _prediction_logs(log: LogSpec, inputs: Mapping[str, np.ndarray],
     else:
         # The shard's result as one ClassificationResult / RegressionResult, cut into rows.
         if log.method == "classify":
-            calls = [entry.classify_log for entry in entries]
             classified = classification_pb2.ClassificationResult()
             scores = np.asarray(results[SCORES])
             codec.classification_result_into(classified, Classifications(
@@ -149,7 +132,6 @@ def _prediction_logs(log: LogSpec, inputs: Mapping[str, np.ndarray],
             per_row = [(call.response.result.classifications, c)
                        for call, c in zip(calls, classified.classifications, strict=True)]
         else:
-            calls = [entry.regress_log for entry in entries]
             regressed = regression_pb2.RegressionResult()
             codec.regression_result_into(regressed, np.asarray(results[VALUE]), rows)
             per_row = [(call.response.result.regressions, r)
@@ -158,9 +140,6 @@ def _prediction_logs(log: LogSpec, inputs: Mapping[str, np.ndarray],
         for call, example, (into, result) in zip(calls, examples, per_row, strict=True):
             call.request.input.example_list.examples.add().MergeFromString(example)
             into.add().CopyFrom(result)
-    for call in calls:
-        for spec in (call.request.model_spec, call.response.model_spec):
-            codec.fill_model_spec(spec, log.model, log.version, log.signature_name)
     return [entry.SerializeToString() for entry in entries]
 
 

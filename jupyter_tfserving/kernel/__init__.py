@@ -11,8 +11,9 @@ from .bulk import BulkJob, JobFailed, bulk_predict, job, jobs
 from .client import ServerUnavailable, TFServingClient, TFServingError, find_server
 from .evaluation import Evaluation, evaluate
 from .serving import ServedModel, connect, serve
+from .shadow import ShadowReport
 from .widgets import Dashboard, dashboard
 
 __all__ = ["BulkJob", "Dashboard", "Evaluation", "JobFailed", "ServedModel", "ServerUnavailable",
-           "TFServingClient", "TFServingError", "bulk_predict", "connect", "dashboard",
-           "evaluate", "find_server", "job", "jobs", "serve"]
+           "ShadowReport", "TFServingClient", "TFServingError", "bulk_predict", "connect",
+           "dashboard", "evaluate", "find_server", "job", "jobs", "serve"]

@@ -146,6 +146,35 @@ class TFServingClient:
     def rollback(self, name: str) -> dict[str, Any]:
         return self.call("POST", f"/api/models/{name}:rollback")
 
+    def shadow(self, name: str, version: int | None, fraction: float) -> dict[str, Any]:
+        """Mirror ``fraction`` of the model's unversioned requests to ``version`` (0 ends the
+        shadow); the shadow report."""
+        body: dict[str, Any] = {"fraction": fraction}
+        if version is not None:
+            body["version"] = version
+        return self.call("POST", f"/api/models/{name}:shadow", json_body=body)
+
+    def shadow_report(self, name: str) -> dict[str, Any]:
+        return self.call("GET", f"/api/models/{name}/shadow")
+
+    def set_logging(self, name: str, sampling_rate: float,
+                    filename_prefix: str | None = None) -> dict[str, Any]:
+        """Log ``sampling_rate`` (0 to 1; 0: off) of the model's requests (its
+        ``logging_config`` in ``models.config``); the model's logging status."""
+        body: dict[str, Any] = {"sampling_rate": sampling_rate}
+        if filename_prefix is not None:
+            body["filename_prefix"] = filename_prefix
+        return self.call("POST", f"/api/models/{name}:logging", json_body=body)
+
+    def logged_requests(self, name: str, n: int = 20) -> list[dict[str, Any]]:
+        """The model's ``n`` newest logged requests, newest first, as the server's JSON."""
+        return self.call("GET", f"/api/models/{name}/requests", params={"n": n})["requests"]
+
+    def logged_tfrecord(self, name: str, n: int = 20) -> bytes:
+        """The same records as the bytes of a TFRecord file of ``PredictionLog`` messages."""
+        return self.request("GET", f"/api/models/{name}/requests",
+                            params={"n": n, "format": "tfrecord"}).content
+
     def unload(self, name: str, version: int) -> dict[str, Any]:
         return self.call("POST", f"/api/models/{name}/versions/{version}:unload")
 

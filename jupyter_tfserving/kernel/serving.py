@@ -30,7 +30,8 @@ from ..core.validation import check_model_name
 from .bulk import BulkJob, bulk_predict
 from .client import ServerUnavailable, TFServingClient, TFServingError, find_server
 from .evaluation import Evaluation, evaluate
-from .export import ExportError, export_version
+from .export import ExportError, example_rows, export_version
+from .shadow import ShadowReport
 
 _connection: TFServingClient | None = None
 
@@ -200,6 +201,128 @@ class ServedModel:
         """Stop serving this version (its files stay in the repository)."""
         return self.client.unload(self.name, self.version)
 
+    def shadow(self, fraction: float = 1.0) -> dict[str, Any]:
+        """Mirror ``fraction`` of the model's live unversioned requests to this version (the
+        candidate), after the serving version answered them, and compare the answers; 0 ends
+        the shadow. The clients' answers never depend on it. Returns the shadow report's JSON
+        (:meth:`shadow_report` shows it)."""
+        return self.client.shadow(self.name, self.version, fraction)
+
+    def shadow_report(self) -> ShadowReport:
+        """The model's shadow report now: agreement, per-output differences, both latencies
+        and the worst pairs (with their requests while request logging is on)."""
+        return ShadowReport(self.client.shadow_report(self.name))
+
+    def logging(self, rate: float, filename_prefix: str | None = None) -> dict[str, Any]:
+        """Log ``rate`` (0 to 1; 0 turns it off) of the model's requests with their answers:
+        every version's, REST and gRPC alike, as TF Serving's request logging does
+        (``PredictionLog`` records in TFRecord files in the repository, under
+        ``.logs/<model>/`` unless ``filename_prefix``, relative to the repository, says
+        otherwise; rotated and capped by the server). Stored as the model's
+        ``logging_config`` in ``models.config``. Returns the logging status: the rate and
+        prefix, records ``logged`` and ``dropped`` (the server's log queue was full), the
+        files, and the ``error`` that stopped logging, if one did."""
+        return self.client.set_logging(self.name, rate, filename_prefix)
+
+    def requests(self, n: int = 20, as_: str = "dataframe") -> Any:
+        """The model's ``n`` (at most 1000) newest logged requests (see :meth:`logging`; every
+        version's), newest first:
+
+        - ``"dataframe"``: a pandas DataFrame with one row per example of each request:
+          ``time`` (UTC, whole seconds), ``version``, ``method``, ``signature_name``,
+          ``request`` (0: the newest), then ``inputs.<name>`` and ``outputs.<name>`` (a
+          classify's or regress's inputs are its features, ``inputs.<feature>``);
+        - ``"arrays"``: a list of dicts (``time``, ``version``, ``method``,
+          ``signature_name``, ``inputs``, ``outputs``) with numpy arrays, read from the
+          server's JSON (floats as float64, ``{"b64": ...}`` values as bytes; a classify's or
+          regress's inputs as ``{"examples": [...]}``);
+        - ``"logs"``: the ``tensorflow_serving.apis.prediction_log_pb2.PredictionLog``
+          messages themselves, with their exact tensors (they can warm a version up:
+          ``serve(model, name, example=m.requests(as_="logs"))``). Needs TensorFlow here.
+        """
+        if as_ == "logs":
+            return self._prediction_logs(self.client.logged_tfrecord(self.name, n))
+        if as_ not in ("arrays", "dataframe"):
+            raise ValueError(f"as_ must be 'dataframe', 'arrays' or 'logs', got {as_!r}")
+        records = [{**record, "inputs": self._from_json(record["inputs"]),
+                    "outputs": self._from_json(record["outputs"])}
+                   for record in self.client.logged_requests(self.name, n)]
+        return records if as_ == "arrays" else self._requests_frame(records)
+
+    @staticmethod
+    def _prediction_logs(data: bytes) -> list[Any]:
+        """The records of TFRecord file bytes as PredictionLog messages (TensorFlow's TFRecord
+        reader, which reads files only: the bytes go through a temporary one)."""
+        import os
+        import tempfile
+
+        import tensorflow as tf
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        with tempfile.TemporaryDirectory(prefix="tfserving-requests-") as tmp:
+            path = os.path.join(tmp, "requests.tfrecord")
+            with open(path, "wb") as f:
+                f.write(data)
+            return [prediction_log_pb2.PredictionLog.FromString(raw)
+                    for raw in tf.data.TFRecordDataset(path).as_numpy_iterator()]
+
+    @classmethod
+    def _from_json(cls, named: dict[str, Any]) -> dict[str, Any]:
+        """A record's inputs or outputs with each tensor as a numpy array (``{"b64": ...}``
+        values as bytes, strings as object arrays); ``examples`` stay lists of dicts."""
+        import base64
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, dict) and set(value) == {"b64"}:
+                return base64.b64decode(value["b64"])
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            return value
+
+        out: dict[str, Any] = {}
+        for name, value in named.items():
+            value = plain(value)
+            if name in ("examples", "context") and not isinstance(value, (int, float)):
+                out[name] = value
+                continue
+            arr = np.asarray(value)
+            out[name] = np.asarray(value, dtype=object) if arr.dtype.kind in "SU" else arr
+        return out
+
+    @staticmethod
+    def _requests_frame(records: list[dict[str, Any]]) -> Any:
+        """Records (as :meth:`requests` makes them with ``"arrays"``) as one DataFrame row
+        per example (a request whose tensors do not share a first dimension: one row)."""
+        import pandas as pd
+
+        rows: list[dict[str, Any]] = []
+        for index, record in enumerate(records):
+            base = {"time": pd.Timestamp(record["time"], unit="s", tz="UTC"),
+                    "version": record["version"], "method": record["method"],
+                    "signature_name": record["signature_name"], "request": index}
+            inputs, outputs = record["inputs"], record["outputs"]
+            tensors = {f"outputs.{k}": v for k, v in outputs.items()}
+            per_row: list[dict[str, Any]] = []
+            if "examples" in inputs:
+                context = inputs.get("context") or {}
+                per_row = [{f"inputs.{k}": v[0] if isinstance(v, list) and len(v) == 1 else v
+                            for k, v in {**context, **example}.items()}
+                           for example in inputs["examples"]]
+            else:
+                tensors = {**{f"inputs.{k}": v for k, v in inputs.items()}, **tensors}
+            sizes = {len(v) if np.ndim(v) > 0 else -1 for v in tensors.values()}
+            count = len(per_row) if per_row else (sizes.pop() if len(sizes) == 1 else -1)
+            if count < 0 or any(np.ndim(v) == 0 or len(v) != count for v in tensors.values()):
+                whole = {"inputs.examples": inputs["examples"]} if per_row else {}
+                rows.append({**base, **whole, **tensors})
+                continue
+            for i in range(count):
+                rows.append({**base, **(per_row[i] if per_row else {}),
+                             **{k: v[i] for k, v in tensors.items()}})
+        return pd.DataFrame(rows)
+
     def predict_dataset(self, data: Any, output: str | None = None,
                         **options: Any) -> BulkJob:
         """Run this version over a data set as a server-side bulk job, with a progress bar;
@@ -232,10 +355,17 @@ def serve(model: Any, name: str, version: int | None = None, canary: float | Non
 
     ``model``: a Keras model, a ``tf.Module`` with signatures, a SavedModel directory, or a
     Python callable / object with ``predict`` (``example``, a batch, gives its signature).
+    ``example``, for a TensorFlow model: its warmup, replayed by the server before the version
+    is AVAILABLE so the first requests are as fast as later ones (the version's status says
+    how many ran, ``m.status()["warmup"]``): an array or dict of arrays (a few rows; one
+    ``serving_default`` predict request of them, checked against the signature) or a list of
+    ``PredictionLog`` records (e.g. logged requests), written as
+    ``assets.extra/tf_serving_warmup_requests`` (see ``kernel.export``).
     ``version``: the version number (default: the next one). ``canary``: serve it to that
     fraction of the model's traffic instead of making it the serving version. Prints a ``curl``
-    line unless ``quiet``. Raises ValueError for a bad name or a model that cannot be exported,
-    TFServingError with the server's message (its load error included), ServerUnavailable.
+    line unless ``quiet``. Raises ValueError for a bad name, a model that cannot be exported or
+    an example that does not fit it, TFServingError with the server's message (its load error
+    included), ServerUnavailable.
     """
     try:
         check_model_name(name)
@@ -244,14 +374,14 @@ def serve(model: Any, name: str, version: int | None = None, canary: float | Non
     if canary is not None and (isinstance(canary, bool) or not 0.0 <= float(canary) <= 1.0):
         raise ValueError(f"canary must be a fraction between 0 and 1, got {canary!r}")
     try:
-        archive = export_version(model, example=example)
+        archive = export_version(model, example=example, model_name=name)
     except ExportError as exc:
         raise ValueError(str(exc)) from None
     client = connect()
     published = client.publish(
         name, archive, version, rollout="canary" if canary is not None else "stable",
         weight=float(canary) if canary is not None else None, timeout=timeout)
-    served = ServedModel(client, name, published["version"], example)
+    served = ServedModel(client, name, published["version"], example_rows(example))
     if not quiet:
         is_canary = (published["model"]["canary"] or {}).get("version") == served.version
         share = f"{canary:.0%} canary" if canary is not None and is_canary else "serving"

@@ -41,12 +41,15 @@ def _scalar(kind: str, name: str, doc: str, labels: list[str],
 
 class ServingCollector:
     """Yields every metric from a fresh snapshot of ``stats``; ``in_flight()`` gives the live
-    handle counts per (model, version) from the manager."""
+    handle counts per (model, version) from the manager; ``batch_timeouts()``, when given, the
+    batch wait in use per model (microseconds) from the batch scheduler."""
 
     def __init__(self, stats: ServingStats,
-                 in_flight: Callable[[], dict[tuple[str, int], int]]) -> None:
+                 in_flight: Callable[[], dict[tuple[str, int], int]],
+                 batch_timeouts: Callable[[], Mapping[str, float]] | None = None) -> None:
         self._stats = stats
         self._in_flight = in_flight
+        self._batch_timeouts = batch_timeouts
 
     def collect(self) -> Iterator[Metric]:
         s = self._stats.snapshot()
@@ -71,6 +74,13 @@ class ServingCollector:
         ):
             yield _histogram(name, doc, ["model_name"],
                              {(m,): getattr(b, attr) for m, b in batching.items()})
+        if self._batch_timeouts is not None:
+            # Ours (TF Serving's timeout is a fixed parameter): what batch_timeout_micros "auto"
+            # chose, the longest of the model's online queues; a fixed value as configured.
+            yield _scalar("gauge", "batching_session:batch_timeout_micros",
+                          "The batch timeout in use (microseconds): chosen per queue when "
+                          "batch_timeout_micros is auto.", ["model_name"],
+                          {(m,): float(v) for m, v in self._batch_timeouts().items()})
         versions = s.versions
         yield _scalar("counter", "version_request_count", "Requests per model version.",
                        ["model_name", "model_version"],
@@ -88,9 +98,11 @@ class ServingCollector:
 
 
 def make_registry(stats: ServingStats,
-                  in_flight: Callable[[], dict[tuple[str, int], int]]) -> CollectorRegistry:
+                  in_flight: Callable[[], dict[tuple[str, int], int]],
+                  batch_timeouts: Callable[[], Mapping[str, float]] | None = None,
+                  ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ServingCollector(stats, in_flight))
+    registry.register(ServingCollector(stats, in_flight, batch_timeouts))
     return registry
 
 

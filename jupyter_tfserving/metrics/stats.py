@@ -4,21 +4,30 @@ Who writes: the REST layer records one request when it answers (``record_request
 service records each model run (``record_runtime``); the batch scheduler's observer records each
 batch (``record_batch``). Who reads: the Prometheus collector at scrape time and the stats JSON
 route. All methods take one short lock; nothing here blocks or does I/O.
+
+Latency is kept twice per version: TF Serving's buckets (``Histogram``) for Prometheus, and a
+DDSketch (``sketch.WindowedSketch``) from which the stats JSON reads p50/p90/p99, since load
+and over the last minute (buckets 1.8x wide cannot give a trustworthy p99).
 """
 
 from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict, TypeVar
+
+from .sketch import WindowedSketch
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 # TF Serving's latency buckets: ExponentialBuckets(10, 1.8, 33), in microseconds.
 LATENCY_BUCKETS_US: tuple[float, ...] = tuple(10 * 1.8**i for i in range(33))
+# The "recent" window of the per-version latency quantiles (six slots of 10 s).
+RECENT_WINDOW_SECONDS = 60.0
 # Batch size buckets (rows): powers of two up to 2**16, like TF Serving's batch size histograms.
 BATCH_SIZE_BUCKETS: tuple[float, ...] = tuple(float(2**i) for i in range(17))
 
@@ -48,19 +57,6 @@ class Histogram:
         out.append(("+Inf", self.count))
         return out
 
-    def quantile(self, q: float) -> float | None:
-        """The upper bound of the bucket holding the q-quantile (None when empty); for the
-        overflow bucket, the largest finite bound."""
-        if self.count == 0:
-            return None
-        rank = q * self.count
-        running = 0
-        for bound, n in zip(self.bounds, self.counts, strict=False):  # counts[-1] is +Inf
-            running += n
-            if running >= rank:
-                return bound
-        return self.bounds[-1]
-
     def copy(self) -> Histogram:
         h = Histogram(self.bounds)
         h.counts = list(self.counts)
@@ -86,11 +82,24 @@ def _le(bound: float) -> str:
 
 
 class LatencyJSON(TypedDict):
+    """Since load: quantiles from the sketch; sum, count and cumulative buckets exact."""
+
     p50: float | None
+    p90: float | None
     p99: float | None
     sum: float
     count: int
     buckets: list[list[str | int]]
+
+
+class RecentLatencyJSON(TypedDict):
+    """The last ``window_seconds`` (to within one 10 s slot), from the windowed sketch."""
+
+    window_seconds: float
+    count: int
+    p50: float | None
+    p90: float | None
+    p99: float | None
 
 
 class VersionStatsJSON(TypedDict):
@@ -99,6 +108,7 @@ class VersionStatsJSON(TypedDict):
     request_count: int
     error_count: int
     latency_us: LatencyJSON
+    recent_latency_us: RecentLatencyJSON
 
 
 @dataclass
@@ -108,6 +118,9 @@ class VersionStats:
     request_count: int = 0
     error_count: int = 0
     latency_us: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_US))
+    # One sketch add per request serves both "recent" (.merged) and "since load" (.total).
+    latency_sketch: WindowedSketch = field(
+        default_factory=lambda: WindowedSketch(RECENT_WINDOW_SECONDS))
 
 
 @dataclass
@@ -123,8 +136,10 @@ class BatchStats:
 class ServingStats:
     """Every serving metric of one server (one per ModelService)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: seconds on any monotonic origin, for the recent-latency window."""
         self._lock = threading.Lock()
+        self._clock = clock
         # (model, status) -> count, as TF Serving's :tensorflow:serving:request_count
         self.request_count: dict[tuple[str, str], int] = {}
         # (model, API, entrypoint) -> latency histogram (request_latency)
@@ -141,6 +156,7 @@ class ServingStats:
         """One finished request: ``status`` is the canonical code name (``"OK"``...);
         ``version`` is the version it was routed to, or None when routing itself failed."""
         micros = seconds * 1e6
+        now = self._clock()
         with self._lock:
             key = (model, status)
             self.request_count[key] = self.request_count.get(key, 0) + 1
@@ -152,6 +168,7 @@ class ServingStats:
                 if status != "OK":
                     stats.error_count += 1
                 stats.latency_us.observe(micros)
+                stats.latency_sketch.add(micros, now)
 
     def record_runtime(self, model: str, api: str, seconds: float,
                        runtime: str = "TF1Session") -> None:
@@ -181,13 +198,14 @@ class ServingStats:
 
     def snapshot(self) -> ServingStats:
         """A consistent deep copy, for readers that format at leisure."""
-        copy = ServingStats()
+        copy = ServingStats(self._clock)
         with self._lock:
             copy.request_count = dict(self.request_count)
             copy.request_latency = {k: h.copy() for k, h in self.request_latency.items()}
             copy.runtime_latency = {k: h.copy() for k, h in self.runtime_latency.items()}
             copy.versions = {
-                k: VersionStats(v.request_count, v.error_count, v.latency_us.copy())
+                k: VersionStats(v.request_count, v.error_count, v.latency_us.copy(),
+                                v.latency_sketch.copy())
                 for k, v in self.versions.items()
             }
             copy.batching = {
@@ -201,14 +219,24 @@ class ServingStats:
         """Dashboard view of one version (caller passes a snapshot for consistency)."""
         stats = self.versions.get((model, version)) or VersionStats()
         h = stats.latency_us
+        since_load = stats.latency_sketch.total()
+        recent = stats.latency_sketch.merged(self._clock())
         return {
             "request_count": stats.request_count,
             "error_count": stats.error_count,
             "latency_us": {
-                "p50": h.quantile(0.5),
-                "p99": h.quantile(0.99),
+                "p50": since_load.quantile(0.5),
+                "p90": since_load.quantile(0.9),
+                "p99": since_load.quantile(0.99),
                 "sum": h.sum,
                 "count": h.count,
                 "buckets": [[le, n] for le, n in h.cumulative()],
+            },
+            "recent_latency_us": {
+                "window_seconds": stats.latency_sketch.window_seconds,
+                "count": recent.count,
+                "p50": recent.quantile(0.5),
+                "p90": recent.quantile(0.9),
+                "p99": recent.quantile(0.99),
             },
         }

@@ -9,7 +9,13 @@ an error naming the file and the record's number (as TF Serving fails it); more 
 :data:`MAX_RECORDS` records is an error too.
 
 Called by the TensorFlow platform's loader on the manager's load thread (blocking; TensorFlow
-is loaded by then).
+is loaded by then); the loader keeps the ``core.servable.WarmupReport`` as its
+``warmup_report``, which the manager puts in the version's status.
+
+``iterations`` is a server setting, as in TF Serving, where ``num_request_iterations`` lives
+only in the server's ``SessionBundleConfig.model_warmup_options`` (set by
+``--num_request_iterations_for_warmup``); a version's ``assets.extra/saved_model_config.pb``
+(``SavedModelConfig``) has no warmup field, so no per-version value exists to honour.
 """
 
 from __future__ import annotations
@@ -17,27 +23,18 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from ..core.servable import DEFAULT_SIGNATURE, Servable
+from ..core.servable import DEFAULT_SIGNATURE, Servable, WarmupReport
 from ..core.status import Code, ServingError
+
+__all__ = ["MAX_RECORDS", "WARMUP_FILE", "WarmupReport", "run_warmup"]
 
 log = logging.getLogger(__name__)
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # TF Serving's kMaxNumRecords.
 MAX_RECORDS = 1000
-
-
-@dataclass(frozen=True)
-class WarmupReport:
-    """What a warmup ran: ``records`` read, ``requests`` replayed (records x iterations),
-    ``seconds`` it took."""
-
-    records: int
-    requests: int
-    seconds: float
 
 
 def _error(path: str, index: int, message: str, code: Code = Code.INVALID_ARGUMENT

@@ -13,23 +13,81 @@ anything else; JSON bodies are parsed on a worker within ``max_json_depth`` and
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import json
 import tempfile
+from collections.abc import Mapping
 from http import HTTPStatus
 from importlib import resources
 from typing import Any
 
 from tornado import web
 
+from ..core.servable import Example, ExampleBatch
 from ..core.status import ServingError, invalid_argument
 from ..core.validation import check_canary_weight, parse_version
+from ..traffic.request_log import MAX_READ, LoggedRequest
+from ..traffic.shadow import ShadowRequest
+from . import v1
 from .handlers import GRPC_TARGET_SETTING, RoutedHandler, json_limits
-from .json_codec import parse_json_body
+from .json_codec import encode_predict_response, parse_json_body
 
 
 def openapi_document() -> bytes:
     """The packaged OpenAPI document (``jupyter_tfserving/rest/openapi.json``)."""
     return resources.files(__package__).joinpath("openapi.json").read_bytes()
+
+
+def request_json(request: ShadowRequest) -> dict[str, Any]:
+    """A request the traffic tools kept, as JSON: a predict's inputs by name (TF Serving's JSON
+    values, the REST codec's: bytes that are not UTF-8 as ``{"b64": ...}``), or a classify's or
+    regress's ``{"examples": [...], "context": {...}}`` (features as lists of values)."""
+    if isinstance(request, ExampleBatch):
+        doc: dict[str, Any] = {"examples": [_example_json(e) for e in request.examples]}
+        if request.context is not None:
+            doc["context"] = _example_json(request.context)
+        return doc
+    return _tensors_json(request)
+
+
+def _tensors_json(tensors: Mapping[str, Any]) -> dict[str, Any]:
+    if not tensors:
+        return {}
+    encoded = json.loads(encode_predict_response(dict(tensors), row_format=False))["outputs"]
+    return encoded if len(tensors) > 1 else {next(iter(tensors)): encoded}
+
+
+def _example_json(example: Example) -> dict[str, Any]:
+    return {name: [_bytes_json(v) for v in feature.values] if feature.kind == "bytes"
+            else list(feature.values) for name, feature in example.items()}
+
+
+def _bytes_json(value: bytes) -> Any:
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(value).decode("ascii")}
+
+
+def logged_json(record: LoggedRequest) -> dict[str, Any]:
+    """A logged request read back, as ``GET P/api/models/{m}/requests`` answers it: its
+    inputs as :func:`request_json` writes them, its outputs as TF Serving's JSON values."""
+    request = record.examples if record.examples is not None else record.inputs or {}
+    return {"time": record.time, "version": record.version, "method": record.method,
+            "signature_name": record.signature_name, "inputs": request_json(request),
+            "outputs": _tensors_json(record.outputs)}
+
+
+DEFAULT_LOGGED_REQUESTS = 20
+
+
+def _count(text: str) -> int:
+    """A query argument that counts records (``n``): INVALID_ARGUMENT unless 1 to the most a
+    read returns."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_READ:
+        raise invalid_argument(f"n must be an integer from 1 to {MAX_READ}, got {text!r}")
+    return int(text)
 
 
 def _optional_version(doc: dict[str, Any]) -> int | None:
@@ -67,7 +125,8 @@ class ManagementHandler(RoutedHandler):
         self.finish(body, set_content_type=CONTENT_TYPE_LATEST)
 
     async def stats(self) -> None:
-        await self.answer(self.service.stats_report, self.settings.get(GRPC_TARGET_SETTING))
+        await self.answer(self.service.stats_report, self.settings.get(GRPC_TARGET_SETTING),
+                          request_json)
 
     async def openapi(self) -> None:
         self.send_json(openapi_document())
@@ -130,6 +189,58 @@ class ManagementHandler(RoutedHandler):
 
     async def rollback(self, model: str) -> None:
         await self.answer(self.control.rollback, model)
+
+    async def set_shadow(self, model: str) -> None:
+        doc = await self._json_body()
+        if doc is None:
+            return
+        try:
+            version = _optional_version(doc)
+            if "fraction" not in doc:
+                raise invalid_argument("'fraction' is required")
+        except ServingError as exc:
+            return self.send_serving_error(exc)
+        await self.answer(self.service.shadow.set, model, version, doc["fraction"],
+                          request_json)
+
+    async def shadow_report(self, model: str) -> None:
+        await self.answer(self.service.shadow.report, model, request_json)
+
+    async def set_logging(self, model: str) -> None:
+        doc = await self._json_body()
+        if doc is None:
+            return
+        if "sampling_rate" not in doc:
+            return self.send_serving_error(invalid_argument("'sampling_rate' is required"))
+        await self.answer(self.service.set_request_logging, model, doc["sampling_rate"],
+                          doc.get("filename_prefix"))
+
+    async def logged_requests(self, model: str) -> None:
+        """``?n=20`` newest logged requests, as JSON or (``format=tfrecord``) the bytes of a
+        TFRecord file of their PredictionLogs; read, and encoded, on a worker."""
+        try:
+            n = _count(self.get_query_argument("n", str(DEFAULT_LOGGED_REQUESTS)))
+            fmt = self.get_query_argument("format", "json")
+            if fmt not in ("json", "tfrecord"):
+                raise invalid_argument(f"Unknown format {fmt!r} (json or tfrecord)")
+        except ServingError as exc:
+            return self.send_serving_error(exc)
+        service = self.service
+
+        def read() -> bytes:
+            if fmt == "tfrecord":
+                return service.logged_tfrecord(model, n)
+            records = service.logged_requests(model, n)
+            return v1.dumps({"model": model, "requests": [logged_json(r) for r in records]})
+
+        try:
+            body = await self.settle(self.in_worker(read), None)
+        except ServingError as exc:
+            return self.send_serving_error(exc)
+        if fmt == "tfrecord":
+            self.finish(body, set_content_type="application/octet-stream")
+        else:
+            self.send_json(body)
 
     async def reload_config(self) -> None:
         await self.answer(self.control.reload_config)

@@ -27,6 +27,19 @@ import {
   parseModelList,
   parseStats
 } from './model';
+import {
+  IRequestList,
+  IShadowReport,
+  parseRequestList,
+  parseShadowReport,
+  parseTrafficAnswer,
+  REQUESTS_SHOWN,
+  requestsRequest,
+  shadowReportRequest,
+  TrafficAction,
+  TrafficAnswer,
+  trafficRequest
+} from './traffic';
 
 /** The URL prefix of the extension's routes (`TFServingApp.url_prefix`). */
 export const DEFAULT_URL_PREFIX = 'tfserving';
@@ -49,6 +62,12 @@ export interface ITFServingApi {
   jobs(): Promise<IJobList>;
   /** An action on a bulk job; the job as the server answers it. */
   jobAct(id: string, action: JobAction): Promise<IJob>;
+  /** `POST P/api/models/{m}:logging` or `:shadow`; the status or report it answers. */
+  traffic(model: string, action: TrafficAction): Promise<TrafficAnswer>;
+  /** `GET P/api/models/{m}/requests?n=...`: the newest logged requests, newest first. */
+  requests(model: string, n?: number): Promise<IRequestList>;
+  /** `GET P/api/models/{m}/shadow`: the full shadow report. */
+  shadowReport(model: string): Promise<IShadowReport>;
 }
 
 /** The management API of the server that serves this JupyterLab. */
@@ -101,6 +120,21 @@ export class TFServingClient implements ITFServingApi {
 
   async jobAct(id: string, action: JobAction): Promise<IJob> {
     return parseJob(await this.request(jobActionRequest(id, action)));
+  }
+
+  async traffic(model: string, action: TrafficAction): Promise<TrafficAnswer> {
+    return parseTrafficAnswer(
+      action,
+      await this.request(trafficRequest(model, action))
+    );
+  }
+
+  async requests(model: string, n = REQUESTS_SHOWN): Promise<IRequestList> {
+    return parseRequestList(await this.request(requestsRequest(model, n)));
+  }
+
+  async shadowReport(model: string): Promise<IShadowReport> {
+    return parseShadowReport(await this.request(shadowReportRequest(model)));
   }
 
   /** One request under `P/`; its JSON answer, or an `ApiError`. */

@@ -14,6 +14,39 @@
  *   (cancel, resume, remove).
  */
 
+import { formatCount, formatRate, formatShare, NONE } from './format';
+import {
+  ApiError,
+  isObject,
+  num,
+  numOrNull,
+  str,
+  strOrNull,
+  versionNumber
+} from './parse';
+
+import {
+  ILoggingStatus,
+  IRecentLatency,
+  IShadowReport,
+  IWarmup,
+  optional,
+  parseLoggingStatus,
+  parseRecentLatency,
+  parseShadowReport,
+  parseWarmup
+} from './traffic';
+
+export { ApiError } from './parse';
+export type { ApiErrorKind } from './parse';
+export {
+  formatCount,
+  formatLatency,
+  formatRate,
+  formatShare,
+  NONE
+} from './format';
+
 /** A servable's state (`ServableState` in openapi.json). */
 export type ServableState =
   'START' | 'LOADING' | 'AVAILABLE' | 'UNLOADING' | 'END';
@@ -26,16 +59,17 @@ const STATES: ReadonlyArray<string> = [
   'END'
 ];
 
-/** `LatencyHistogram`: microseconds; buckets are cumulative `[upper bound, count]`. */
+/** `LatencyHistogram`: microseconds since the version loaded (quantiles from the server's
+ * sketch); buckets are cumulative `[upper bound, count]`. */
 export interface ILatencyHistogram {
   p50: number | null;
+  p90: number | null;
   p99: number | null;
   sum: number;
   count: number;
   buckets: Array<[string, number]>;
 }
 
-/** `StatsVersion` of `GET P/api/stats`. */
 /** What every version entry of the management API carries (`VersionStatus`). */
 export interface IVersionStatus {
   version: number;
@@ -45,10 +79,15 @@ export interface IVersionStatus {
   in_flight: number;
 }
 
+/** `StatsVersion` of `GET P/api/stats`. */
 export interface IStatsVersion extends IVersionStatus {
   request_count: number;
   error_count: number;
   latency_us: ILatencyHistogram;
+  /** The last minute (null: a server that does not report it). */
+  recent_latency_us: IRecentLatency | null;
+  /** What ran when the version loaded (null: no warmup). */
+  warmup: IWarmup | null;
 }
 
 /** `StatsModel` of `GET P/api/stats`. */
@@ -56,6 +95,10 @@ export interface IStatsModel {
   name: string;
   labels: Record<string, number>;
   versions: IStatsVersion[];
+  /** Request logging (null: never configured, or a server without it). */
+  logging: ILoggingStatus | null;
+  /** The shadow, active or the last one (null: none). */
+  shadow: IShadowReport | null;
 }
 
 /** `StatsResponse`, plus the gRPC target where a server reports one. */
@@ -95,27 +138,6 @@ export interface IModelDescription {
 export interface IModelDescriptionList {
   models: IModelDescription[];
   grpc_target: string | null;
-}
-
-/**
- * Why a call failed:
- * - `network`: no answer (server down, connection refused, proxy gone);
- * - `forbidden`: 401/403, the user is not (or no longer) logged in, or not allowed;
- * - `http`: any other error answer, with the server's `{"error": ...}` message;
- * - `parse`: an answer that is not the JSON the panel expects.
- */
-export type ApiErrorKind = 'network' | 'forbidden' | 'http' | 'parse';
-
-/** An error of the management API, with what the panel shows for it. */
-export class ApiError extends Error {
-  constructor(
-    readonly kind: ApiErrorKind,
-    readonly status: number,
-    message: string
-  ) {
-    super(message);
-    this.name = 'ApiError';
-  }
 }
 
 /** The server's message of an error answer: `{"error": ...}` (TF Serving's body), else
@@ -167,42 +189,6 @@ export function describeError(error: unknown): string {
 // Parsing
 // ------------------------------------------------------------------------------------------
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function num(value: unknown, fallback = 0): number {
-  if (typeof value === 'number' && Number.isFinite(value)) {
-    return value;
-  }
-  if (typeof value === 'string' && /^-?[0-9]+(\.[0-9]+)?$/.test(value)) {
-    return Number(value);
-  }
-  return fallback;
-}
-
-function numOrNull(value: unknown): number | null {
-  return typeof value === 'number' && Number.isFinite(value) ? value : null;
-}
-
-function str(value: unknown, fallback = ''): string {
-  return typeof value === 'string' ? value : fallback;
-}
-
-function strOrNull(value: unknown): string | null {
-  return typeof value === 'string' ? value : null;
-}
-
-function versionNumber(value: unknown): number | null {
-  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) {
-    return value;
-  }
-  if (typeof value === 'string' && /^[0-9]+$/.test(value)) {
-    return Number(value);
-  }
-  return null;
-}
-
 function labelMap(value: unknown): Record<string, number> {
   const out: Record<string, number> = {};
   if (isObject(value)) {
@@ -235,6 +221,7 @@ function parseHistogram(value: unknown): ILatencyHistogram {
   }
   return {
     p50: numOrNull(h.p50),
+    p90: numOrNull(h.p90),
     p99: numOrNull(h.p99),
     sum: num(h.sum),
     count: num(h.count),
@@ -278,9 +265,17 @@ export function parseStats(doc: unknown): IStatsResponse {
       ...common,
       request_count: num(v.request_count),
       error_count: num(v.error_count),
-      latency_us: parseHistogram(v.latency_us)
+      latency_us: parseHistogram(v.latency_us),
+      recent_latency_us: parseRecentLatency(v.recent_latency_us),
+      warmup: parseWarmup(v.warmup)
     }));
-    models.push({ name: m.name, labels: labelMap(m.labels), versions });
+    models.push({
+      name: m.name,
+      labels: labelMap(m.labels),
+      versions,
+      logging: optional(parseLoggingStatus, m.logging),
+      shadow: optional(parseShadowReport, m.shadow)
+    });
   }
   return {
     models,
@@ -371,9 +366,13 @@ export interface IVersionView {
   /** Counters since the server started (null: the stats answer does not list the version). */
   requests: number | null;
   errors: number | null;
-  /** Since the server started, microseconds (upper bounds of the histogram buckets). */
+  /** Since the version loaded, microseconds. */
   p50: number | null;
   p99: number | null;
+  /** The last minute's latency (null: not reported). */
+  recent: IRecentLatency | null;
+  /** What ran when the version loaded (null: no warmup). */
+  warmup: IWarmup | null;
   /** Requests (and errors) per second between the previous poll and this one (null on the
    * first poll, after a counter reset, or when the stats do not list the version). */
   rate: number | null;
@@ -403,6 +402,10 @@ export interface IModelView {
   requests: number;
   errors: number;
   rate: number | null;
+  /** Request logging (null: never configured). */
+  logging: ILoggingStatus | null;
+  /** The shadow, active or the last one (null: none). */
+  shadow: IShadowReport | null;
 }
 
 /** What one poll shows. */
@@ -603,6 +606,8 @@ export class MetricsTracker {
         errors: s ? s.error_count : null,
         p50: s?.latency_us.p50 ?? null,
         p99: s?.latency_us.p99 ?? null,
+        recent: s?.recent_latency_us ?? null,
+        warmup: s?.warmup ?? null,
         rate,
         errorRate,
         share: desc?.traffic[String(version)] ?? 0,
@@ -638,7 +643,9 @@ export class MetricsTracker {
       failed: versions.filter(v => v.failed),
       requests,
       errors,
-      rate
+      rate,
+      logging: stats?.logging ?? null,
+      shadow: stats?.shadow ?? null
     };
   }
 
@@ -1059,83 +1066,6 @@ export function curlLine(url: string, body: string | null): string {
 // ------------------------------------------------------------------------------------------
 // Formatting
 // ------------------------------------------------------------------------------------------
-
-/** The dash shown for a value that is not known. */
-export const NONE = '–';
-
-/** A count: `987`, `12,345`, `1.2M`. */
-export function formatCount(n: number | null): string {
-  if (n === null || !Number.isFinite(n)) {
-    return NONE;
-  }
-  if (Math.abs(n) >= 1e9) {
-    return `${trim(n / 1e9, 1)}G`;
-  }
-  if (Math.abs(n) >= 1e6) {
-    return `${trim(n / 1e6, 1)}M`;
-  }
-  return Math.round(n).toLocaleString('en-US');
-}
-
-/** Requests per second: `0`, `0.25`, `3.4`, `42`, `1.2k`. */
-export function formatRate(r: number | null): string {
-  if (r === null || !Number.isFinite(r)) {
-    return NONE;
-  }
-  if (r <= 0) {
-    return '0';
-  }
-  if (r < 0.01) {
-    return '<0.01';
-  }
-  if (r < 1) {
-    return trim(r, 2);
-  }
-  if (r < 10) {
-    return trim(r, 1);
-  }
-  if (r < 1000) {
-    return String(Math.round(r));
-  }
-  return `${trim(r / 1000, 1)}k`;
-}
-
-/** A latency in microseconds: `850 µs`, `1.2 ms`, `35 ms`, `1.50 s`. */
-export function formatLatency(us: number | null): string {
-  if (us === null || !Number.isFinite(us)) {
-    return NONE;
-  }
-  if (us < 1000) {
-    return `${Math.round(us)} µs`;
-  }
-  if (us < 10_000) {
-    return `${trim(us / 1000, 1)} ms`;
-  }
-  if (us < 1_000_000) {
-    return `${Math.round(us / 1000)} ms`;
-  }
-  return `${(us / 1_000_000).toFixed(2)} s`;
-}
-
-/** A share between 0 and 1: `0%`, `0.5%`, `10%`, `100%`. */
-export function formatShare(f: number | null): string {
-  if (f === null || !Number.isFinite(f)) {
-    return NONE;
-  }
-  const p = f * 100;
-  if (p === 0) {
-    return '0%';
-  }
-  if (p < 1) {
-    return `${trim(p, 1) === '0' ? '<0.1' : trim(p, 1)}%`;
-  }
-  return `${trim(p, p < 10 ? 1 : 0)}%`;
-}
-
-/** `n` with at most `digits` decimals, trailing zeros dropped. */
-function trim(n: number, digits: number): string {
-  return String(Number(n.toFixed(digits)));
-}
 
 /** "N models · R req/s", the status bar's text. */
 export function summaryText(snapshot: ISnapshot | null): string {

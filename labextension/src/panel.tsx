@@ -58,7 +58,6 @@ import {
   NONE,
   pageJobs,
   pageVersions,
-  parseWeight,
   shortPath,
   sparklinePoints,
   summaryText,
@@ -66,6 +65,15 @@ import {
   VERSION_PAGE
 } from './model';
 import { TFServingModel } from './store';
+import {
+  describeWarmup,
+  formatWindow,
+  TrafficAction,
+  trafficConfirmation,
+  trafficTitle
+} from './traffic';
+import { TrafficTools } from './trafficPanel';
+import { ISectionIds, Metric, ShareInput, useShareField } from './widgets';
 
 /** How many models the panel shows at first, and how many more each "show more" adds. */
 export const MODEL_PAGE = 50;
@@ -528,24 +536,32 @@ function ModelSection(props: IModelProps): JSX.Element {
   const name = view.name;
   const [expanded, setExpanded] = React.useState(true);
   const [limit, setLimit] = React.useState(VERSION_PAGE);
-  const [weight, setWeight] = React.useState('10%');
-  const [weightError, setWeightError] = React.useState('');
+  const weight = useShareField('10%', error =>
+    model.note(name, { kind: 'error', text: `Canary: ${error}` })
+  );
   const busy = model.isBusy(name);
   const result = model.result(name);
   const ids = React.useMemo(() => Private.ids(), []);
+  // the details (recent requests, the shadow's full report) only while the section is open
+  React.useEffect(() => {
+    if (!expanded) {
+      return;
+    }
+    const watch = model.watch(name);
+    return () => watch.dispose();
+  }, [model, name, expanded]);
 
   const act = (action: Action): void => {
     void Private.act(model, host, view, action);
   };
+  const actTraffic = (action: TrafficAction): void => {
+    void Private.actTraffic(model, host, view, action);
+  };
   const canary = (version?: number): void => {
-    const w = parseWeight(weight);
-    if (!w.ok) {
-      setWeightError(w.error);
-      model.note(name, { kind: 'error', text: `Canary: ${w.error}` });
-      return;
+    const w = weight.read();
+    if (w !== null) {
+      act({ kind: 'canary', weight: w, version });
     }
-    setWeightError('');
-    act({ kind: 'canary', weight: w.value, version });
   };
   const label = (version: number): void => {
     void Private.label(model, host, view, version);
@@ -614,29 +630,14 @@ function ModelSection(props: IModelProps): JSX.Element {
             role="group"
             aria-label={`Actions on ${name}`}
           >
-            <label className="jp-TFServing-weightLabel" htmlFor={ids.weight}>
-              Canary weight
-            </label>
-            <input
+            <ShareInput
               id={ids.weight}
-              className="jp-mod-styled jp-TFServing-weight"
-              type="text"
-              inputMode="decimal"
-              size={5}
-              value={weight}
-              aria-label={`Canary weight for ${name} (0 to 1, or a percentage)`}
-              aria-invalid={weightError ? true : undefined}
-              title={weightError || 'The canary share: 0.1 or 10%'}
-              onChange={e => {
-                setWeight(e.target.value);
-                setWeightError('');
-              }}
-              onKeyDown={e => {
-                if (e.key === 'Enter') {
-                  e.preventDefault();
-                  canary();
-                }
-              }}
+              className="jp-TFServing-weight"
+              field={weight}
+              label="Canary weight"
+              ariaLabel={`Canary weight for ${name} (0 to 1, or a percentage)`}
+              hint="The canary share: 0.1 or 10%"
+              onEnter={() => canary()}
             />
             <Button
               type="button"
@@ -706,6 +707,13 @@ function ModelSection(props: IModelProps): JSX.Element {
             Show more ({hidden} older version{hidden === 1 ? '' : 's'} hidden)
           </Button>
         )}
+        <TrafficTools
+          model={model}
+          view={view}
+          busy={busy}
+          ids={ids}
+          act={actTraffic}
+        />
       </div>
     </section>
   );
@@ -995,17 +1003,35 @@ function VersionRow(props: IVersionProps): JSX.Element {
           <Metric
             name="p50"
             label="p50"
-            title="Median latency since the server started"
+            title="Median latency since the version loaded"
             value={v.p50}
             text={formatLatency(v.p50)}
           />
           <Metric
             name="p99"
             label="p99"
-            title="99th percentile latency since the server started"
+            title="99th percentile latency since the version loaded"
             value={v.p99}
             text={formatLatency(v.p99)}
           />
+          {v.recent && (
+            <Metric
+              name="recent-p50"
+              label={`p50 ${formatWindow(v.recent.window_seconds)}`}
+              title={`Median latency of the last ${formatWindow(v.recent.window_seconds)} (${formatCount(v.recent.count)} requests)`}
+              value={v.recent.p50}
+              text={formatLatency(v.recent.p50)}
+            />
+          )}
+          {v.recent && (
+            <Metric
+              name="recent-p99"
+              label={`p99 ${formatWindow(v.recent.window_seconds)}`}
+              title={`99th percentile latency of the last ${formatWindow(v.recent.window_seconds)} (${formatCount(v.recent.count)} requests)`}
+              value={v.recent.p99}
+              text={formatLatency(v.recent.p99)}
+            />
+          )}
           <Metric
             name="in-flight"
             label="in flight"
@@ -1020,6 +1046,16 @@ function VersionRow(props: IVersionProps): JSX.Element {
           label={Private.sparkLabel(v)}
         />
       </div>
+      {v.warmup && (
+        <div
+          className="jp-TFServing-note jp-TFServing-warmup"
+          data-metric="warmup"
+          data-value={v.warmup.requests}
+          title="The warmup requests (assets.extra/tf_serving_warmup_requests) replayed before this version became AVAILABLE"
+        >
+          {describeWarmup(v.warmup)}
+        </div>
+      )}
       <div
         className="jp-TFServing-versionActions"
         role="group"
@@ -1088,30 +1124,6 @@ function VersionRow(props: IVersionProps): JSX.Element {
   );
 }
 
-function Metric(props: {
-  name: string;
-  label: string;
-  title: string;
-  value: number | null;
-  text: string;
-  warn?: boolean;
-}): JSX.Element {
-  return (
-    <div
-      className={`jp-TFServing-metric${props.warn ? ' jp-mod-warn' : ''}`}
-      title={props.title}
-    >
-      <dt>{props.label}</dt>
-      <dd
-        data-metric={props.name}
-        data-value={props.value === null ? '' : props.value}
-      >
-        {props.text}
-      </dd>
-    </div>
-  );
-}
-
 /** A sparkline of p50 per poll interval, inline SVG coloured by the theme. */
 function Sparkline(props: {
   values: Array<number | null>;
@@ -1149,38 +1161,76 @@ namespace Private {
   let counter = 0;
 
   /** Unique DOM ids for one model section. */
-  export function ids(): { title: string; body: string; weight: string } {
+  export function ids(): ISectionIds {
     const n = ++counter;
+    const id = (part: string) => `jp-TFServing-model-${n}-${part}`;
     return {
-      title: `jp-TFServing-model-${n}-title`,
-      body: `jp-TFServing-model-${n}-body`,
-      weight: `jp-TFServing-model-${n}-weight`
+      title: id('title'),
+      body: id('body'),
+      weight: id('weight'),
+      loggingRate: id('logging-rate'),
+      shadowVersion: id('shadow-version'),
+      shadowFraction: id('shadow-fraction')
     };
   }
 
+  /** Ask `question` (when there is one), then `run` the action called `title` on `model`;
+   * a refusal or an error is said in the model's answer area. Never rejects. */
+  async function confirmThen(
+    model: TFServingModel,
+    host: IPanelHost,
+    name: string,
+    title: string,
+    question: () => IConfirmation | null,
+    run: () => Promise<unknown>
+  ): Promise<void> {
+    try {
+      const c = question();
+      if (c && !(await host.confirm(c))) {
+        model.note(name, { kind: 'info', text: `${title}: cancelled.` });
+        return;
+      }
+      await run();
+    } catch (error) {
+      model.note(name, {
+        kind: 'error',
+        text: `${title}: ${error instanceof Error ? error.message : String(error)}`
+      });
+    }
+  }
+
   /** Confirm when the action takes traffic away, then run it. Never rejects. */
-  export async function act(
+  export function act(
     model: TFServingModel,
     host: IPanelHost,
     view: IModelView,
     action: Action
   ): Promise<void> {
-    try {
-      const c = confirmation(view, action);
-      if (c && !(await host.confirm(c))) {
-        model.note(view.name, {
-          kind: 'info',
-          text: `${actionTitle(action)}: cancelled.`
-        });
-        return;
-      }
-      await model.run(view.name, action);
-    } catch (error) {
-      model.note(view.name, {
-        kind: 'error',
-        text: `${actionTitle(action)}: ${error instanceof Error ? error.message : String(error)}`
-      });
-    }
+    return confirmThen(
+      model,
+      host,
+      view.name,
+      actionTitle(action),
+      () => confirmation(view, action),
+      () => model.run(view.name, action)
+    );
+  }
+
+  /** Confirm a traffic action that asks first, then run it. Never rejects. */
+  export function actTraffic(
+    model: TFServingModel,
+    host: IPanelHost,
+    view: IModelView,
+    action: TrafficAction
+  ): Promise<void> {
+    return confirmThen(
+      model,
+      host,
+      view.name,
+      trafficTitle(action),
+      () => trafficConfirmation(view, action),
+      () => model.runTraffic(view.name, action)
+    );
   }
 
   /** Confirm when the job action stops work or loses the job, then run it. Never rejects. */

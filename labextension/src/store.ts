@@ -12,9 +12,14 @@
  * The bulk jobs (`GET P/api/jobs`) have a poll of their own, only while the panel is visible:
  * every `jobInterval` ms while a job is pending or running, every `jobIdleInterval` ms
  * otherwise. A server without the jobs API (404) shows no jobs.
+ *
+ * A model's details follow the main poll, only while the panel is visible and only for the
+ * models the view watches (`watch`: a model whose section is expanded): its recent logged
+ * requests while its logging is on, and its full shadow report when the stats carry only a
+ * summary of it.
  */
 
-import { IDisposable } from '@lumino/disposable';
+import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
@@ -37,6 +42,14 @@ import {
   predictUrl,
   sortJobs
 } from './model';
+import {
+  describeTrafficAnswer,
+  IRequestRecord,
+  isLogging,
+  IShadowReport,
+  TrafficAction,
+  trafficTitle
+} from './traffic';
 
 /** How the last poll went. */
 export type ConnectionState =
@@ -46,6 +59,14 @@ export type ConnectionState =
 export interface IActionResult {
   kind: 'pending' | 'ok' | 'error' | 'info';
   text: string;
+}
+
+/** A model's recent logged requests, as the panel last read them. */
+export interface IRecentRequests {
+  /** Newest first; null until the first answer. */
+  records: IRequestRecord[] | null;
+  /** Why they could not be read ('' when all is well). */
+  message: string;
 }
 
 /** How to call a model: its REST predict URL, a curl line, the gRPC target. */
@@ -199,6 +220,7 @@ export class TFServingModel implements IDisposable {
       this._connectionMessage = '';
       this._forget(new Set(this._snapshot.models.map(m => m.name)));
       this._changed.emit();
+      this._fetchDetails(Array.from(this._watched.keys()));
     } catch (error) {
       if (seq !== this._seq || this._disposed) {
         return;
@@ -331,7 +353,76 @@ export class TFServingModel implements IDisposable {
    * for `result(model)`. Never rejects. Refreshes the view afterwards.
    */
   async run(model: string, action: Action): Promise<IActionResult> {
-    const title = actionTitle(action);
+    return this._runOn(model, actionTitle(action), async () =>
+      describeModelState(await this.api.act(model, action))
+    );
+  }
+
+  /** Run a traffic action on a model (logging, shadow), as `run` does. */
+  async runTraffic(
+    model: string,
+    action: TrafficAction
+  ): Promise<IActionResult> {
+    return this._runOn(model, trafficTitle(action), async () => {
+      const answer = await this.api.traffic(model, action);
+      if (answer.kind === 'shadow' && !this._disposed) {
+        this._shadows.set(model, answer.shadow);
+      }
+      return describeTrafficAnswer(answer);
+    });
+  }
+
+  /**
+   * The view shows `model`'s section: read its details (recent requests, full shadow report)
+   * now and after each poll while the panel is visible, until the result is disposed.
+   */
+  watch(model: string): IDisposable {
+    this._watched.set(model, (this._watched.get(model) ?? 0) + 1);
+    this._fetchDetails([model]);
+    return new DisposableDelegate(() => {
+      const n = (this._watched.get(model) ?? 1) - 1;
+      if (n > 0) {
+        this._watched.set(model, n);
+        return;
+      }
+      this._watched.delete(model);
+      this._requests.delete(model);
+    });
+  }
+
+  /** Whether the view watches `model`. */
+  isWatched(model: string): boolean {
+    return this._watched.has(model);
+  }
+
+  /** `model`'s recent logged requests; undefined while its logging is off or it is not
+   * watched. */
+  recentRequests(model: string): IRecentRequests | undefined {
+    return this._requests.get(model);
+  }
+
+  /** `model`'s shadow report: the stats' own when complete, else the last full one read
+   * (`GET .../shadow` or an action's answer) for the same shadow, else the stats' summary. */
+  shadow(model: string): IShadowReport | null {
+    const summary =
+      this._snapshot?.models.find(m => m.name === model)?.shadow ?? null;
+    if (!summary || summary.complete) {
+      return summary;
+    }
+    const full = this._shadows.get(model);
+    return full &&
+      full.candidate_version === summary.candidate_version &&
+      full.started_at === summary.started_at
+      ? { ...summary, outputs: full.outputs, worst: full.worst, complete: true }
+      : summary;
+  }
+
+  /** Run an action whose answer `call` describes; see `run`. */
+  private async _runOn(
+    model: string,
+    title: string,
+    call: () => Promise<string>
+  ): Promise<IActionResult> {
     if (this._busy.has(model)) {
       return {
         kind: 'error',
@@ -343,11 +434,7 @@ export class TFServingModel implements IDisposable {
     this._changed.emit();
     let result: IActionResult;
     try {
-      const desc = await this.api.act(model, action);
-      result = {
-        kind: 'ok',
-        text: `${title}: done. ${describeModelState(desc)}`
-      };
+      result = { kind: 'ok', text: `${title}: done. ${await call()}` };
     } catch (error) {
       result = {
         kind: 'error',
@@ -423,8 +510,75 @@ export class TFServingModel implements IDisposable {
     this._changed.emit();
   }
 
+  /**
+   * Read the details of the watched `models` that need them, while the panel is visible: the
+   * recent requests of one that logs, the full report of a shadow the stats only summarise.
+   * One read per model at a time; a failure is said in the model's list, never rejects.
+   */
+  private _fetchDetails(models: string[]): void {
+    if (!this._panelVisible || this._disposed || !this._snapshot) {
+      return;
+    }
+    for (const name of models) {
+      const view = this._snapshot.models.find(m => m.name === name);
+      if (!view || !this._watched.has(name)) {
+        continue;
+      }
+      if (!isLogging(view.logging)) {
+        this._requests.delete(name);
+      } else if (!this._reading.has(`requests\u0000${name}`)) {
+        void this._read(`requests\u0000${name}`, async () => {
+          let entry: IRecentRequests;
+          try {
+            const list = await this.api.requests(name);
+            entry = { records: list.requests, message: '' };
+          } catch (error) {
+            entry = {
+              records: this._requests.get(name)?.records ?? null,
+              message: describeError(error)
+            };
+          }
+          if (this._watched.has(name)) {
+            this._requests.set(name, entry);
+          }
+        });
+      }
+      if (
+        view.shadow &&
+        !view.shadow.complete &&
+        !this._reading.has(`shadow\u0000${name}`)
+      ) {
+        void this._read(`shadow\u0000${name}`, async () => {
+          try {
+            this._shadows.set(name, await this.api.shadowReport(name));
+          } catch {
+            // the summary stays shown
+          }
+        });
+      }
+    }
+  }
+
+  /** Run one detail read under `key` (none twice at once), then re-render. */
+  private async _read(key: string, read: () => Promise<void>): Promise<void> {
+    this._reading.add(key);
+    try {
+      await read();
+    } finally {
+      this._reading.delete(key);
+      if (!this._disposed) {
+        this._changed.emit();
+      }
+    }
+  }
+
   /** Drop what is kept for models that are gone. */
   private _forget(names: Set<string>): void {
+    for (const model of Array.from(this._shadows.keys())) {
+      if (!names.has(model)) {
+        this._shadows.delete(model);
+      }
+    }
     for (const model of Array.from(this._results.keys())) {
       if (!names.has(model) && !this._busy.has(model)) {
         this._results.delete(model);
@@ -541,6 +695,10 @@ export class TFServingModel implements IDisposable {
   private _jobsSeq = 0;
   private _jobsResult: IActionResult | undefined = undefined;
   private _jobsBusy = new Set<string>();
+  private _watched = new Map<string, number>();
+  private _requests = new Map<string, IRecentRequests>();
+  private _shadows = new Map<string, IShadowReport>();
+  private _reading = new Set<string>();
 }
 
 /** The namespace of `TFServingModel`. */

@@ -195,3 +195,54 @@ def test_read_file_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.txt"
     good.write_text("max_batch_size { value: 7 }\n", encoding="utf-8")
     assert read_batching_parameters_file(str(good)).max_batch_size == 7
+
+
+# ------------------------------------------------------------------------ batch_timeout "auto"
+
+
+def test_auto_timeout_with_a_latency_target() -> None:
+    """Ours: batch_timeout_micros "auto" (any case) with batch_latency_target_ms; fixed values
+    keep TF Serving's meaning, and the target defaults to 10 ms."""
+    p = BatchingParameters(batch_timeout_micros="Auto", batch_latency_target_ms=25)
+    p.validate()
+    assert p.batch_timeout_micros == "auto" and p.adaptive
+    assert p.batch_latency_target_ms == 25
+    assert not BatchingParameters(batch_timeout_micros=5000).adaptive
+    assert BatchingParameters().batch_latency_target_ms == 10.0
+    m = BatchingParameters(max_batch_size=64).merged(batch_timeout_micros="auto")
+    assert m.adaptive and m.max_batch_size == 64
+    assert m.merged(batch_timeout_micros=100).batch_timeout_micros == 100
+
+
+def test_text_format_cannot_say_auto() -> None:
+    """TF Serving's file keeps its Int64Value: "auto" there is a parse error, and a file's
+    parameters are never adaptive (the server's own configuration says auto)."""
+    with pytest.raises(ServingError) as info:
+        parse_batching_parameters('batch_timeout_micros { value: "auto" }')
+    assert info.value.code == Code.INVALID_ARGUMENT
+    assert not parse_batching_parameters("batch_timeout_micros { value: 0 }").adaptive
+
+
+@pytest.mark.parametrize(
+    "params, fragment",
+    [
+        (BatchingParameters(batch_timeout_micros="soon"),  # type: ignore[arg-type]
+         "batch_timeout_micros must be a non-negative integer (microseconds) or 'auto'; "
+         "was 'soon'"),
+        (BatchingParameters(batch_timeout_micros=None),  # type: ignore[arg-type]
+         "or 'auto'; was None"),
+        (BatchingParameters(batch_timeout_micros=True), "or 'auto'; was True"),
+        (BatchingParameters(batch_timeout_micros="auto", batch_latency_target_ms=0),
+         "batch_latency_target_ms must be a positive number of milliseconds; was 0"),
+        (BatchingParameters(batch_latency_target_ms=-5.0), "was -5.0"),
+        (BatchingParameters(batch_latency_target_ms=float("nan")), "was nan"),
+        (BatchingParameters(batch_latency_target_ms="fast"),  # type: ignore[arg-type]
+         "was 'fast'"),
+    ],
+)
+def test_bad_auto_settings_are_invalid_argument(params: BatchingParameters,
+                                                fragment: str) -> None:
+    with pytest.raises(ServingError) as info:
+        params.validate()
+    assert info.value.code == Code.INVALID_ARGUMENT
+    assert fragment in info.value.message

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from jupyter_tfserving.core.manager import Manager, ManagerOptions
-from jupyter_tfserving.core.servable import LoadSpec
+from jupyter_tfserving.core.servable import LoadSpec, WarmupReport
 from jupyter_tfserving.core.state import ServableId, ServableState, VersionStatus
 from jupyter_tfserving.core.status import Code, ServingError
-from tests.core.fakes import FakeLoaderFactory
+from tests.core.fakes import FakeLoaderFactory, FakeServable
 
 S, L, A, U, E = (ServableState.START, ServableState.LOADING, ServableState.AVAILABLE,
                  ServableState.UNLOADING, ServableState.END)
@@ -271,6 +271,36 @@ def test_loader_factory_error_fails_the_load(make_manager: MakeManager) -> None:
         assert error is not None and error.code == Code.INVALID_ARGUMENT
     finally:
         manager.stop(TIMEOUT)
+
+
+def test_the_loaders_warmup_report_is_in_the_status_from_available_on() -> None:
+    report = WarmupReport(records=2, requests=6, seconds=0.25)
+
+    class WarmingLoader:
+        def __init__(self, servable_id: ServableId) -> None:
+            self._id = servable_id
+            self.warmup_report: WarmupReport | None = None
+
+        def load(self) -> FakeServable:
+            if self._id.version == 1:
+                self.warmup_report = report
+            return FakeServable(self._id)
+
+    seen: list[VersionStatus] = []
+    manager = Manager(lambda servable_id, load_spec: WarmingLoader(servable_id),
+                      ManagerOptions(max_num_load_retries=0))
+    manager.add_listener(lambda servable_id, status: seen.append(status))
+    try:
+        aspire(manager, "m", 1, 2)
+        assert wait(manager, "m", 1, A).warmup == report
+        assert wait(manager, "m", 2, A).warmup is None  # nothing replayed
+        aspire(manager, "m", 2)
+        assert wait(manager, "m", 1, E).warmup == report  # kept in the history
+    finally:
+        manager.stop(TIMEOUT)  # delivers every event
+    # the AVAILABLE event already carries it; no state before it does
+    assert [(s.state, s.warmup) for s in seen if s.version == 1] == [
+        (S, None), (L, None), (A, report), (U, report), (E, report)]
 
 
 def test_retries_honour_max_num_load_retries(

@@ -4,6 +4,8 @@ embedded server (a real ModelService + the extension's handlers on a thread of t
 from __future__ import annotations
 
 import json
+import re
+import tempfile
 import threading
 from pathlib import Path
 
@@ -152,3 +154,73 @@ def test_a_tf_module_with_an_input_signature_is_served(server):
     assert "saved_model.pb" in names and not any(n.startswith(("/", "..")) for n in names)
     m = serve(module, name="times3", quiet=True)
     np.testing.assert_allclose(m.predict([1.0, 2.0]), [3.0, 6.0])
+
+
+def _warmup_records(archive: bytes) -> list:
+    """The PredictionLog records of an exported version's warmup file (none: [])."""
+    import io
+    import tarfile
+
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from jupyter_tfserving.platforms.warmup import WARMUP_FILE
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            if WARMUP_FILE not in tar.getnames():
+                return []
+            tar.extract(WARMUP_FILE, tmp, filter="data")
+        return [prediction_log_pb2.PredictionLog.FromString(raw) for raw in
+                tf.data.TFRecordDataset(str(Path(tmp, WARMUP_FILE))).as_numpy_iterator()]
+
+
+def test_serve_with_an_example_warms_the_version_up_before_it_is_available(
+        server, exported_models: Path):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    x = np.random.rand(5, 4)  # float64 rows: cast to the signature's DT_FLOAT
+    m = serve(model, name="warm", example=x, quiet=True)
+    warmup = m.status()["warmup"]  # what ran before AVAILABLE, which serve() waited for
+    assert warmup["requests"] == 1 and warmup["seconds"] >= 0
+    assert '"instances": [[' in m.curl()  # the example's first row
+    # a SavedModel directory: a copy gets the records, the caller's files stay as they were
+    source = exported_models / "half_plus_two" / "1"
+    before = sorted(p.relative_to(source) for p in source.rglob("*"))
+    m2 = serve(source, name="warm_hpt", example={"x": [[1.0], [2.0]]}, quiet=True)
+    assert m2.status()["warmup"]["requests"] == 1
+    assert sorted(p.relative_to(source) for p in source.rglob("*")) == before
+    # logged requests are written as they are, one warmup request each
+    (record,) = _warmup_records(export_version(source, example=np.ones((3, 1), np.float32),
+                                               model_name="hpt"))
+    request = record.predict_log.request
+    assert (request.model_spec.name, request.model_spec.signature_name) == (
+        "hpt", "serving_default")
+    m3 = serve(source, name="warm_logs", example=[record] * 3, quiet=True)
+    assert m3.status()["warmup"]["requests"] == 3
+    np.testing.assert_allclose(m3.predict([[2.0]]), [[3.0]])
+    # without an example nothing is replayed
+    assert serve(source, name="cold", quiet=True).status()["warmup"] is None
+
+
+def test_an_example_that_does_not_fit_the_model_is_refused_before_anything_is_sent(
+        isolated, exported_models: Path):
+    from tensorflow_serving.apis import predict_pb2
+
+    source = exported_models / "half_plus_two" / "1"
+    for example, words in [
+        ({"y": np.ones((1, 1))}, "does not fit the serving_default signature"),
+        (np.ones((2, 3)), "takes shape (None, 1)"),
+        (np.array([["a"]]), "takes DT_FLOAT"),
+        ([predict_pb2.PredictRequest()], "not a tensorflow.serving.PredictionLog"),
+        ([], "The example is empty"),
+        ({"x": [[1.0], [2.0, 3.0]]}, "The example's x is not an array"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(words)):
+            serve(source, name="x", example=example)
+    multi = exported_models / "multi" / "1"
+    with pytest.raises(ValueError, match=re.escape("takes 3 inputs (a, b, s)")):
+        serve(multi, name="x", example=np.ones((1, 2)))
+    with pytest.raises(ValueError, match="for TensorFlow models"):
+        serve(double, name="x", example={"x": np.ones((1, 2))})

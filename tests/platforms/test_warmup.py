@@ -95,3 +95,34 @@ def test_a_truncated_warmup_file_is_data_loss(exported_models, tmp_path):
     with pytest.raises(ServingError) as failed:
         SavedModelLoader(str(version)).load()
     assert failed.value.code is Code.DATA_LOSS and "after 1 records" in failed.value.message
+
+
+def test_the_services_warmup_iterations_and_the_status_of_a_warmed_version(exported_models,
+                                                                           tmp_path):
+    """The service's ``warmup_iterations`` reaches the loader (TF Serving's
+    num_request_iterations is a server setting); what ran is in the management JSON of the
+    version, and TF Serving's own status answers (REST and gRPC) stay as TF Serving's."""
+    from jupyter_tfserving.core.state import ServableState
+    from jupyter_tfserving.grpc.codec import status_response
+    from jupyter_tfserving.rest.v1 import status_json
+    from jupyter_tfserving.service import ModelService, ServiceOptions
+
+    version = _version(exported_models, tmp_path / "models")
+    _write(version, [_predict_log(), _predict_log(values=(3.0,))])
+    service = ModelService(ServiceOptions(model_root=str(tmp_path / "models"),
+                                          file_system_poll_wait_seconds=0, warmup_iterations=3))
+    service.start()
+    try:
+        status = service.manager.wait_for("half_plus_two", 1, [ServableState.AVAILABLE], 60)
+        assert status.warmup is not None and status.warmup.requests == 6
+        (entry,) = service.control.describe_model("half_plus_two")["versions"]
+        assert entry["warmup"] == {"requests": 6, "seconds": status.warmup.seconds}
+        (stats,) = service.stats_report()["models"][0]["versions"]
+        assert stats["warmup"] == entry["warmup"]
+        assert status_json([status]) == {"model_version_status": [{
+            "version": "1", "state": "AVAILABLE",
+            "status": {"error_code": "OK", "error_message": ""}}]}
+        assert [f.name for f, _ in status_response([status]).model_version_status[0].ListFields()
+                ] == ["version", "state", "status"]
+    finally:
+        service.stop(10)

@@ -45,7 +45,7 @@ GZIP = {"Content-Type": "application/gzip"}
 EXERCISED: dict[tuple[str, str], set[int]] = {}
 # The tests that feed EXERCISED and passed (the coverage check needs all of them).
 FEEDERS_DONE: set[str] = set()
-FEEDERS = {"v1", "examples", "management", "jobs", "auth"}
+FEEDERS = {"v1", "examples", "management", "jobs", "auth", "shadow", "logging"}
 
 
 # ------------------------------------------------------------------------------ the document
@@ -606,6 +606,72 @@ async def test_job_answers_match_the_document(rest, publish, jp_root_dir: Path):
     await check(rest, "DELETE", "/api/jobs/j1", status=200)  # ended: forgotten
     await check(rest, "DELETE", "/api/jobs/j1", status=404)
     FEEDERS_DONE.add("jobs")
+
+
+async def test_shadow_answers_match_the_document(rest, publish, exported_models: Path):
+    name, api = await _stable_1_and_version_2(rest, publish, exported_models)
+    await check(rest, "GET", f"{api}/shadow", status=404)  # it never had one
+    await check(rest, "POST", f"{api}:shadow", {"fraction": 0}, status=404)
+    await check(rest, "POST", f"{api}:shadow", {"version": 1, "fraction": 1.0},
+                status=400)  # version 1 serves
+    await check(rest, "POST", f"{api}:shadow", {"version": 2, "fraction": 1.5}, status=400)
+    await check(rest, "POST", f"{api}:shadow", {"version": 2}, status=400)
+    await check(rest, "POST", f"{api}:shadow", {"version": 9, "fraction": 1}, status=400)
+    await check(rest, "POST", f"{api}:shadow", b"not json", status=400)
+    await check(rest, "POST", "/api/models/nope:shadow", {"version": 1, "fraction": 1},
+                status=404)
+    report = await check(rest, "POST", f"{api}:shadow", {"version": 2, "fraction": 1.0},
+                         status=200)
+    assert report["active"] and report["candidate_version"] == 2 and report["pairs"] == 0
+    for x in (1.0, 2.0, 3.0):
+        await check(rest, "POST", f"/v1/models/{name}:predict", {"instances": [[x]]},
+                    status=200)
+    deadline = time.monotonic() + 30
+    while (report := await check(rest, "GET", f"{api}/shadow", status=200))["pairs"] < 3:
+        assert time.monotonic() < deadline, report
+        await asyncio.sleep(0.05)
+    # Versions 1 and 2 compute y = x / 2 + 2 in two ways: the same answers.
+    assert report["agreement"] == 1.0 and report["outputs"]["y"]["max_abs_diff"] == 0.0
+    stats = await check(rest, "GET", "/api/stats", status=200)
+    assert {m["name"]: m["shadow"]["pairs"] for m in stats["models"]} == {name: 3}
+    report = await check(rest, "POST", f"{api}:shadow", {"fraction": 0}, status=200)
+    assert not report["active"] and report["end_reason"] == "stopped"
+    await check(rest, "GET", "/api/models/nope/shadow", status=404)
+    FEEDERS_DONE.add("shadow")
+
+
+async def test_request_log_answers_match_the_document(rest, publish):
+    publish("half_plus_two", 1)
+    await rest.wait_for("half_plus_two", 1)
+    api = "/api/models/half_plus_two"
+    stats = await check(rest, "GET", "/api/stats", status=200)
+    assert stats["models"][0]["logging"] is None  # it never logged
+    status = await check(rest, "POST", f"{api}:logging", {"sampling_rate": 1.0}, status=200)
+    assert status["filename_prefix"] == ".logs/half_plus_two/requests"
+    await check(rest, "POST", f"{api}:logging", {"sampling_rate": 2}, status=400)
+    await check(rest, "POST", f"{api}:logging", {}, status=400)
+    await check(rest, "POST", f"{api}:logging", {"sampling_rate": 1, "filename_prefix": "/x"},
+                status=400)
+    await check(rest, "POST", f"{api}:logging", {"sampling_rate": 1, "filename_prefix": "../x"},
+                status=403)
+    await check(rest, "POST", "/api/models/nope:logging", {"sampling_rate": 1}, status=404)
+    await check(rest, "POST", "/v1/models/half_plus_two:predict", {"instances": [[1.0]]},
+                status=200)
+    data = await check(rest, "GET", f"{api}/requests?n=5", status=200)
+    assert [r["inputs"] for r in data["requests"]] == [{"x": [[1.0]]}]
+    await check(rest, "GET", f"{api}/requests?n=0", status=400)
+    await check(rest, "GET", f"{api}/requests?format=csv", status=400)
+    await check(rest, "GET", "/api/models/nope/requests", status=404)
+    path = f"{api}/requests?format=tfrecord"
+    response = await rest._client.fetch(rest.prefix + path,
+                                        headers={"Authorization": f"token {rest.token}"})
+    assert response.body  # one record, framed
+    template = validate_answer("GET", path, response.code, "(TFRecord bytes)",
+                               dict(response.headers))
+    EXERCISED.setdefault(("GET", template), set()).add(response.code)
+    stats = await check(rest, "GET", "/api/stats", status=200)
+    assert stats["models"][0]["logging"]["logged"] == 1
+    FEEDERS_DONE.add("logging")
 
 
 async def _stable_1_and_version_2(rest, publish, exported_models: Path) -> tuple[str, str]:

@@ -98,11 +98,14 @@ function statsVersion(
     error_count: 0,
     latency_us: {
       p50: requests ? 1983.6 : null,
+      p90: requests ? 1983.6 : null,
       p99: requests ? 1983.6 : null,
       sum: 0,
       count: requests,
       buckets: buckets({ 9: requests })
     },
+    recent_latency_us: null,
+    warmup: null,
     ...extra
   };
 }
@@ -115,7 +118,9 @@ function stats(
     models: Object.entries(models).map(([name, versions]) => ({
       name,
       labels: {},
-      versions
+      versions,
+      logging: null,
+      shadow: null
     })),
     grpc_target: grpcTarget
   };

@@ -1,89 +1,35 @@
 /**
  * The panel's live state (store.ts) over a fake server, and the client (client.ts) over a fake
  * fetch: polls, rates, a server that goes away, a 403, a refused action, the curl example;
- * the bulk jobs' poll (its pace, a server without jobs) and their actions.
+ * the bulk jobs' poll (its pace, a server without jobs) and their actions; the traffic tools
+ * (logging and shadow actions, the recent requests and the full shadow report read only for a
+ * watched model while the panel is shown).
  */
 
 import { ServerConnection } from '@jupyterlab/services';
 
-import { TFServingClient, ITFServingApi } from '../client';
+import { TFServingClient } from '../client';
 import {
-  Action,
   ApiError,
   IJob,
   IJobList,
-  IModelDescription,
-  IModelDescriptionList,
   IStatsResponse,
-  JobAction,
   parseJobList,
   parseModelDescription,
   parseModelList,
   parseStats
 } from '../model';
 import { TFServingModel } from '../store';
+import { parseRequestList, parseShadowReport } from '../traffic';
 
+import { FakeApi } from './fakes';
 import jobsAnswer from './fixtures/jobs.json';
-import metadataAnswer from './fixtures/metadata.json';
+import loggingAnswer from './fixtures/logging.json';
 import modelsAnswer from './fixtures/models.json';
+import requestsAnswer from './fixtures/requests.json';
+import shadowAnswer from './fixtures/shadow.json';
 import statsAnswer from './fixtures/stats.json';
-
-/** A server whose answers the test sets. */
-class FakeApi implements ITFServingApi {
-  baseUrl = 'http://localhost:8888/lab-base/';
-  prefix = 'tfserving';
-  statsAnswer: IStatsResponse | ApiError = parseStats(statsAnswer);
-  modelsAnswer: IModelDescriptionList | ApiError = parseModelList(modelsAnswer);
-  actAnswer: IModelDescription | ApiError =
-    parseModelList(modelsAnswer).models[1];
-  jobsAnswer: IJobList | ApiError = parseJobList(jobsAnswer);
-  jobActAnswer: IJob | ApiError | null = null;
-  metadataCalls = 0;
-  jobsCalls = 0;
-  acts: Array<[string, Action]> = [];
-  jobActs: Array<[string, JobAction]> = [];
-
-  async stats(): Promise<IStatsResponse> {
-    if (this.statsAnswer instanceof ApiError) {
-      throw this.statsAnswer;
-    }
-    return this.statsAnswer;
-  }
-  async models(): Promise<IModelDescriptionList> {
-    if (this.modelsAnswer instanceof ApiError) {
-      throw this.modelsAnswer;
-    }
-    return this.modelsAnswer;
-  }
-  async metadata(model: string): Promise<unknown> {
-    this.metadataCalls++;
-    return metadataAnswer;
-  }
-  async act(model: string, action: Action): Promise<IModelDescription> {
-    this.acts.push([model, action]);
-    if (this.actAnswer instanceof ApiError) {
-      throw this.actAnswer;
-    }
-    return this.actAnswer;
-  }
-  async jobs(): Promise<IJobList> {
-    this.jobsCalls++;
-    if (this.jobsAnswer instanceof ApiError) {
-      throw this.jobsAnswer;
-    }
-    return this.jobsAnswer;
-  }
-  /** The job itself, unless the test set another answer. */
-  async jobAct(id: string, action: JobAction): Promise<IJob> {
-    this.jobActs.push([id, action]);
-    if (this.jobActAnswer instanceof ApiError) {
-      throw this.jobActAnswer;
-    }
-    const list =
-      this.jobsAnswer instanceof ApiError ? [] : this.jobsAnswer.jobs;
-    return this.jobActAnswer ?? list.find(j => j.id === id)!;
-  }
-}
+import trafficStats from './fixtures/stats-traffic.json';
 
 /** The fixture's jobs, with `change` applied to each. */
 function jobList(change: (job: IJob) => Partial<IJob> = () => ({})): IJobList {
@@ -425,6 +371,192 @@ describe('TFServingModel: bulk jobs', () => {
   });
 });
 
+describe('TFServingModel: traffic tools', () => {
+  let api: FakeApi;
+  let model: TFServingModel;
+
+  beforeEach(() => {
+    api = new FakeApi();
+    api.statsAnswer = parseStats(trafficStats);
+    model = new TFServingModel({ api });
+  });
+
+  afterEach(() => {
+    model.dispose();
+  });
+
+  /** The stats with half_plus_two's shadow as a summary (no outputs, no worst pairs). */
+  function summaryStats(): IStatsResponse {
+    const s = parseStats(trafficStats);
+    s.models[1].shadow = parseShadowReport({
+      candidate_version: 2,
+      active: true,
+      fraction: 1,
+      started_at: (shadowAnswer as any).started_at,
+      pairs: 25,
+      agreement: 0.96
+    });
+    return s;
+  }
+
+  it('sets logging and shadows, showing the answer', async () => {
+    await model.update();
+    const logged = await model.runTraffic('half_plus_two', {
+      kind: 'logging',
+      rate: 0.5
+    });
+    expect(logged).toEqual({
+      kind: 'ok',
+      text: 'Log 50% of requests: done. logging 50% of requests · 1,234 logged · 3 dropped · 2 files, 1.2 MB'
+    });
+    const shadow = await model.runTraffic('half_plus_two', {
+      kind: 'shadow',
+      version: 2,
+      fraction: 1
+    });
+    expect(shadow.text).toBe(
+      'Shadow v2 at 100%: done. v2 gets 100% of the unversioned requests as a shadow.'
+    );
+    expect(model.result('half_plus_two')).toEqual(shadow);
+    expect(api.trafficActs).toEqual([
+      ['half_plus_two', { kind: 'logging', rate: 0.5 }],
+      ['half_plus_two', { kind: 'shadow', version: 2, fraction: 1 }]
+    ]);
+  });
+
+  it("shows the server's message when it refuses a shadow", async () => {
+    api.trafficAnswer = new ApiError(
+      'http',
+      400,
+      'Version 3 of half_plus_two is not AVAILABLE'
+    );
+    const result = await model.runTraffic('half_plus_two', {
+      kind: 'shadow',
+      version: 3,
+      fraction: 1
+    });
+    expect(result).toEqual({
+      kind: 'error',
+      text: 'Shadow v3 at 100% refused: Version 3 of half_plus_two is not AVAILABLE (HTTP 400)'
+    });
+  });
+
+  it('reads the recent requests of a watched model that logs, while the panel is shown', async () => {
+    model.setPanelVisible(true);
+    await sleep(20);
+    expect(api.requestsCalls).toEqual([]);
+    const watch = model.watch('half_plus_two');
+    expect(model.isWatched('half_plus_two')).toBe(true);
+    await sleep(0);
+    expect(api.requestsCalls).toEqual(['half_plus_two']);
+    const recent = model.recentRequests('half_plus_two')!;
+    expect(recent.message).toBe('');
+    expect(recent.records!.map(r => r.time)).toEqual(
+      parseRequestList(requestsAnswer).requests.map(r => r.time)
+    );
+    // each poll reads them again
+    await model.update();
+    await sleep(0);
+    expect(api.requestsCalls).toHaveLength(2);
+    // a model that does not log: nothing read, and the last list forgotten
+    model.watch('broken');
+    await model.update();
+    await sleep(0);
+    expect(api.requestsCalls).toEqual([
+      'half_plus_two',
+      'half_plus_two',
+      'half_plus_two'
+    ]);
+    expect(model.recentRequests('broken')).toBeUndefined();
+    watch.dispose();
+    expect(model.isWatched('half_plus_two')).toBe(false);
+    expect(model.recentRequests('half_plus_two')).toBeUndefined();
+    await model.update();
+    await sleep(0);
+    expect(api.requestsCalls).toHaveLength(3);
+  });
+
+  it('reads nothing while the panel is hidden, nor once logging is off', async () => {
+    await model.update();
+    model.watch('half_plus_two');
+    await model.update();
+    await sleep(0);
+    expect(api.requestsCalls).toEqual([]);
+    model.setPanelVisible(true);
+    await sleep(20);
+    expect(api.requestsCalls).toEqual(['half_plus_two']);
+    expect(model.recentRequests('half_plus_two')).toBeDefined();
+    const off = parseStats(trafficStats);
+    off.models[1].logging!.sampling_rate = 0;
+    api.statsAnswer = off;
+    await model.update();
+    await sleep(0);
+    expect(api.requestsCalls).toHaveLength(1);
+    expect(model.recentRequests('half_plus_two')).toBeUndefined();
+  });
+
+  it('says why the recent requests could not be read, keeping the last ones', async () => {
+    model.setPanelVisible(true);
+    await sleep(20);
+    model.watch('half_plus_two');
+    await sleep(0);
+    api.requestsAnswer = new ApiError('http', 500, 'the log is unreadable');
+    await model.update();
+    await sleep(0);
+    const recent = model.recentRequests('half_plus_two')!;
+    expect(recent.message).toBe('the log is unreadable (HTTP 500)');
+    expect(recent.records).toHaveLength(4);
+  });
+
+  it("takes the stats' shadow report when it is complete", async () => {
+    model.setPanelVisible(true);
+    await sleep(20);
+    model.watch('half_plus_two');
+    await sleep(0);
+    expect(api.shadowCalls).toEqual([]);
+    const report = model.shadow('half_plus_two')!;
+    expect(report.worst).toHaveLength(2);
+    expect(model.shadow('broken')).toBeNull();
+  });
+
+  it('reads the full report of a shadow the stats only summarise', async () => {
+    api.statsAnswer = summaryStats();
+    await model.update();
+    // not watched (or hidden): the summary
+    expect(model.shadow('half_plus_two')!.complete).toBe(false);
+    model.setPanelVisible(true);
+    model.watch('half_plus_two');
+    await sleep(20);
+    expect(api.shadowCalls.length).toBeGreaterThanOrEqual(1);
+    const report = model.shadow('half_plus_two')!;
+    // the summary's counters, the full report's outputs and pairs
+    expect(report.pairs).toBe(25);
+    expect(report.agreement).toBe(0.96);
+    expect(Object.keys(report.outputs)).toEqual(['y', 'scores']);
+    expect(report.worst).toHaveLength(2);
+    expect(report.complete).toBe(true);
+    // another shadow since: its summary, not the old report
+    const other = summaryStats();
+    other.models[1].shadow!.started_at = 1;
+    api.statsAnswer = other;
+    api.shadowAnswer = new ApiError('network', 0, 'Failed to fetch');
+    await model.update();
+    await sleep(0);
+    expect(model.shadow('half_plus_two')!.complete).toBe(false);
+  });
+
+  it('keeps the full report a shadow action answers', async () => {
+    api.statsAnswer = summaryStats();
+    await model.update();
+    await model.runTraffic('half_plus_two', {
+      kind: 'shadow',
+      version: 2,
+      fraction: 1
+    });
+    expect(model.shadow('half_plus_two')!.worst).toHaveLength(2);
+  });
+});
+
 describe('TFServingClient', () => {
   function client(
     handler: (request: Request) => Response | Promise<Response>
@@ -550,6 +682,55 @@ describe('TFServingClient', () => {
     const odd = client(() => json(200, { nope: true }));
     await expect(odd.client.jobAct('x', 'cancel')).rejects.toMatchObject({
       kind: 'parse'
+    });
+  });
+
+  it('POSTs logging and shadow actions, GETs the recent requests and the report', async () => {
+    const { client: c, requests } = client(r =>
+      json(
+        200,
+        /:logging/.test(r.url)
+          ? loggingAnswer
+          : /requests/.test(r.url)
+            ? requestsAnswer
+            : shadowAnswer
+      )
+    );
+    const logging = await c.traffic('half_plus_two', {
+      kind: 'logging',
+      rate: 0.5
+    });
+    expect(logging.kind).toBe('logging');
+    expect(requests[0].method).toBe('POST');
+    expect(requests[0].url).toMatch(
+      /^http:\/\/localhost:8888\/base\/tfserving\/api\/models\/half_plus_two:logging(\?\d+)?$/
+    );
+    expect(await requests[0].text()).toBe('{"sampling_rate":0.5}');
+    const ended = await c.traffic('half_plus_two', { kind: 'endShadow' });
+    expect(ended.kind).toBe('shadow');
+    expect(requests[1].url).toMatch(
+      /\/api\/models\/half_plus_two:shadow(\?\d+)?$/
+    );
+    expect(await requests[1].text()).toBe('{"fraction":0}');
+    const list = await c.requests('half_plus_two');
+    expect(list.requests).toHaveLength(4);
+    expect(requests[2].method).toBe('GET');
+    expect(requests[2].url).toMatch(
+      /^http:\/\/localhost:8888\/base\/tfserving\/api\/models\/half_plus_two\/requests\?n=10(&\d+)?$/
+    );
+    const report = await c.shadowReport('half_plus_two');
+    expect(report.candidate_version).toBe(2);
+    expect(requests[3].url).toMatch(
+      /\/api\/models\/half_plus_two\/shadow(\?\d+)?$/
+    );
+    const missing = client(() =>
+      json(404, { error: 'half_plus_two never had a shadow' })
+    );
+    await expect(
+      missing.client.shadowReport('half_plus_two')
+    ).rejects.toMatchObject({
+      kind: 'http',
+      status: 404
     });
   });
 
