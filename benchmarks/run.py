@@ -21,6 +21,9 @@ Scenarios (see benchmarks/README.md):
   ``auto`` (issue 14) vs fixed 0 and fixed 5000 us on the mlp784 model in process, open-loop
   arrivals at three rates (low, medium, 0.9x the saturation it measures first): rows/s, p99
   and goodput (rows answered within the p99 target per second) side by side.
+- ``traffic`` (opt-in: ``--only traffic``; benchmarks/traffic_bench.py): a new version's first
+  requests after a swap with and without warmup (MobileNetV2), and req/s with request logging
+  at rate 1.0 and with a shadow at fraction 1.0 vs without (half_plus_two, mlp784).
 - ``--mlserver`` (opt-in) adds MLServer 1.7 (its own venv, benchmarks/mlserver_bench.py) serving
   y = 0.5x + 2 to the ``http`` scenario (its REST v2 endpoint) and to the ``grpc`` scenario (its
   gRPC V2 ModelInfer): same load generator and concurrency, ours / MLServer.
@@ -60,10 +63,11 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 MODEL_CACHE = RESULTS / "models"
 PY = sys.executable
-SCENARIOS = ("serving_path", "http", "batching", "mlp784", "grpc", "bulk", "adaptive")
-# What a run without --only runs: bulk (minutes, and a 3 GB data set) and adaptive (minutes)
-# only when asked for.
-DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s not in ("bulk", "adaptive"))
+SCENARIOS = ("serving_path", "http", "batching", "mlp784", "grpc", "bulk", "adaptive",
+             "traffic")
+# What a run without --only runs: bulk (minutes, and a 3 GB data set), adaptive and traffic
+# (minutes) only when asked for.
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s not in ("bulk", "adaptive", "traffic"))
 # Targets of the issue (ratios measured side by side in one run; reported, never asserted).
 TARGET_MLP784_ON_OFF = 4.0
 TARGET_MLP784_CPU_EFFICIENCY = 0.5
@@ -87,6 +91,7 @@ TODAY = {
     "grpc": "n/a (new)",
     "bulk": "n/a (new)",
     "adaptive": "n/a (new)",
+    "traffic": "n/a (new)",
 }
 # --server-arg: more arguments for every server of the run.
 SERVER_ARGS: list[str] = []
@@ -738,6 +743,16 @@ def scenario_adaptive(args: argparse.Namespace) -> dict[str, Any]:
     return run_json(cmd, timeout=3600)
 
 
+def scenario_traffic(args: argparse.Namespace) -> dict[str, Any]:
+    """benchmarks/traffic_bench.py in a child: warmup after a swap, and the cost of request
+    logging and shadow traffic (see its docstring)."""
+    cmd = ["-m", "benchmarks.traffic_bench", "--duration", str(args.duration),
+           "--warmup", str(args.warmup), *(["--quick"] if args.quick else []),
+           *args.traffic_arg]
+    log(f"traffic: {' '.join(cmd[1:])} (minutes: swaps, then 3 settings x rounds x 2 models)")
+    return run_json(cmd, timeout=3600)
+
+
 def batch_stats(r: dict[str, Any], name: str, batching: bool) -> None:
     """Add to a load's result ``r`` (run with ``metrics=True``) what the server's metrics say
     of model ``name`` over it: batches, mean batch size (1 without ``batching``), mean model
@@ -913,6 +928,11 @@ def targets(results: dict[str, Any]) -> str:
         rows.append(("adaptive batch wait: better than each fixed value somewhere",
                      "each", TODAY["adaptive"],
                      f"{better}: {'met' if v['better_than_each_somewhere'] else 'NOT met'}"))
+    if results.get("traffic"):
+        from benchmarks.traffic_bench import targets_rows
+
+        rows += [(what, wanted, TODAY["traffic"], this)
+                 for what, wanted, this in targets_rows(results["traffic"])]
     lines = ["| target | wanted | today (before) | this run |", "|---|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -1012,6 +1032,10 @@ def table(results: dict[str, Any]) -> str:
     a = results.get("adaptive")
     if a:
         adaptive_table(a, row)
+    if results.get("traffic"):
+        from benchmarks.traffic_bench import table_rows
+
+        table_rows(results["traffic"], row)
     lines = ["| scenario | metric | value | ratio | target |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -1205,9 +1229,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adaptive-arg", action="append", default=[],
                    help="adaptive scenario: one more argument for benchmarks/adaptive_bench.py "
                    "(repeatable), e.g. --adaptive-arg=--target-ms=30")
+    p.add_argument("--traffic-arg", action="append", default=[],
+                   help="traffic scenario: one more argument for benchmarks/traffic_bench.py "
+                   "(repeatable), e.g. --traffic-arg=--profile")
     p.add_argument("--only", action="append", choices=SCENARIOS,
-                   help="run only this scenario (repeatable; bulk and adaptive run only when "
-                   "named)")
+                   help="run only this scenario (repeatable; bulk, adaptive and traffic run "
+                   "only when named)")
     p.add_argument("--output", help="JSON path (default benchmarks/results/<timestamp>.json)")
     args = p.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
@@ -1251,6 +1278,8 @@ def main(argv: list[str] | None = None) -> int:
                     results[name] = scenario_bulk(args)
                 elif name == "adaptive":
                     results[name] = scenario_adaptive(args)
+                elif name == "traffic":
+                    results[name] = scenario_traffic(args)
                 else:
                     results[name] = scenario_mlp784(args, workdir)
             except Exception as exc:  # report the others anyway

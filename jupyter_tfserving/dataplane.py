@@ -27,7 +27,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from .batching import BatchingParameters, BatchScheduler
+from .batching import BatchingParameters, BatchScheduler, RunFuture
 from .core.admission import Admission, Ticket
 from .core.handle import ServableHandle
 from .core.manager import Manager
@@ -85,8 +85,9 @@ class Exchange:
     exchanges). ``inputs`` (predict) or ``examples`` (classify, regress) is the decoded request,
     ``outputs`` every output of the signature as the model returned it (before an output
     filter or a classify/regress result was made of them); ``seconds`` runs from routing to
-    the outputs (queueing and the model run; not the front end's decoding or encoding).
-    Observers must not modify the arrays."""
+    the outputs (queueing and the model run; not the front end's decoding or encoding),
+    ``run_seconds`` is the model's run of the batch that answered it (``RunFuture``), the
+    measure to compare versions by. Observers must not modify the arrays."""
 
     ref: ModelRef
     version: int
@@ -97,11 +98,27 @@ class Exchange:
     examples: ExampleBatch | None
     outputs: Mapping[str, np.ndarray]
     seconds: float
+    run_seconds: float
 
 
 # Called on the thread that finished the request (a batch thread or a request thread) for each
 # exchange; it must only hand the exchange on (a bounded queue), never block or run a model.
 ExchangeObserver = Callable[[Exchange], None]
+
+
+def _run_into(future: RunFuture, run: Callable[[dict[str, np.ndarray]], Outputs],
+              inputs: dict[str, np.ndarray]) -> None:
+    """An unbatched run on a request thread, completing ``future`` as a batch would."""
+    if not future.set_running_or_notify_cancel():
+        return
+    started = time.perf_counter()
+    try:
+        outputs = run(inputs)
+    except BaseException as exc:
+        future.set_exception(exc)
+        return
+    future.run_seconds = time.perf_counter() - started
+    future.set_result(outputs)
 
 
 class ModelInfo(NamedTuple):
@@ -308,7 +325,7 @@ class DataPlane:
             return None
         return self.options.model_batching.get(model, self.options.batching)
 
-    def submit_predict(self, call: PredictCall, *, bulk: bool = False) -> Future[Outputs]:
+    def submit_predict(self, call: PredictCall, *, bulk: bool = False) -> RunFuture:
         """Run a begun predict on its version, batched with other callers' rows when the
         model's batching is on and the signature has a batch dimension; else alone on a request
         thread. Returns at once. The call's handle is released, and the work counted for
@@ -345,7 +362,8 @@ class DataPlane:
                 future = self._scheduler.schedule(key, call.inputs, run, params, deadline,
                                                   bulk=bulk)
             else:
-                future = self._executor.submit(run, call.inputs)
+                future = RunFuture()
+                self._executor.submit(_run_into, future, run, call.inputs)
         except BaseException as exc:
             handle.release()
             work.release()
@@ -365,7 +383,8 @@ class DataPlane:
                     and not f.cancelled():
                 self._report(Exchange(ref, version, "predict", signature_name, call.signature,
                                       call.inputs, None, f.result(),
-                                      time.perf_counter() - call.started))
+                                      time.perf_counter() - call.started,
+                                      future.run_seconds or 0.0))
 
         future.add_done_callback(done)
         return future
@@ -382,13 +401,15 @@ class DataPlane:
                     name, f"No signature was found with the name: {name}") from None
             if self.options.signature_method_name_check:
                 check_method(signature, method, what)
+            run_started = time.perf_counter()
             outputs = handle.servable.run_examples(name, batch)
+            run_seconds = time.perf_counter() - run_started
             answer = result(outputs)
             version = handle.id.version
         if self._observers:
             self._report(Exchange(ref, version, "classify" if method == CLASSIFY_METHOD
                                   else "regress", name, signature, None, batch, outputs,
-                                  time.perf_counter() - started))
+                                  time.perf_counter() - started, run_seconds))
         return version, answer
 
     def classify(self, ref: ModelRef, signature_name: str | None,

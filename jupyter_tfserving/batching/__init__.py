@@ -23,7 +23,13 @@ from jupyter_tfserving.batching.parameters import (
     parse_batching_parameters,
     read_batching_parameters_file,
 )
-from jupyter_tfserving.batching.scheduler import BatchEvent, BatchScheduler, QueueStats, RunFn
+from jupyter_tfserving.batching.scheduler import (
+    BatchEvent,
+    BatchScheduler,
+    QueueStats,
+    RunFn,
+    RunFuture,
+)
 
 __all__ = [
     "AUTO",
@@ -34,6 +40,7 @@ __all__ = [
     "BatchingParametersProto",
     "QueueStats",
     "RunFn",
+    "RunFuture",
     "parse_batching_parameters",
     "read_batching_parameters_file",
 ]

@@ -40,11 +40,19 @@ from jupyter_tfserving.batching.adaptive import AdaptiveWait
 from jupyter_tfserving.batching.parameters import BatchingParameters
 from jupyter_tfserving.core.status import Code, ServingError, invalid_argument
 
-__all__ = ["BatchEvent", "BatchScheduler", "QueueStats", "RunFn"]
+__all__ = ["BatchEvent", "BatchScheduler", "QueueStats", "RunFn", "RunFuture"]
 
 log = logging.getLogger(__name__)
 
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+class RunFuture(concurrent.futures.Future[dict[str, np.ndarray]]):
+    """A scheduled request's Future. ``run_seconds``: how long the model ran the batch that
+    answered it (its last piece's, when it was split), set before the result; None until then
+    and when it failed. Readers compare versions by it: it leaves out the time queued."""
+
+    run_seconds: float | None = None
 
 # How long online work must have been idle before a bulk batch starts (see BatchScheduler):
 # longer than a busy client's turnaround between an answer and its next request, so that under
@@ -101,7 +109,7 @@ class _Request:
     __slots__ = ("future", "pad", "_lock", "_started", "_done", "_pieces", "_remaining")
 
     def __init__(
-        self, future: concurrent.futures.Future[dict[str, np.ndarray]], num_pieces: int, pad: bool
+        self, future: RunFuture, num_pieces: int, pad: bool
     ) -> None:
         self.future = future
         self.pad = pad
@@ -181,7 +189,7 @@ class _Task:
 
     def __init__(
         self,
-        future: concurrent.futures.Future[dict[str, np.ndarray]],
+        future: RunFuture,
         request: _Request | None,
         index: int,
         inputs: dict[str, np.ndarray],
@@ -365,7 +373,7 @@ class BatchScheduler:
         deadline: float | None = None,
         *,
         bulk: bool = False,
-    ) -> concurrent.futures.Future[dict[str, np.ndarray]]:
+    ) -> RunFuture:
         """Enqueue one request; return at once with its Future. Never blocks on the model.
 
         Called from request worker threads or the IOLoop. ``key`` names the queue; every task
@@ -391,7 +399,7 @@ class BatchScheduler:
         when an output does not have the batch's rows, or with DEADLINE_EXCEEDED.
         """
         arrays, rows = _check_inputs(inputs)
-        future: concurrent.futures.Future[dict[str, np.ndarray]] = concurrent.futures.Future()
+        future = RunFuture()
         if deadline is not None and self._clock() >= deadline:
             future.set_exception(ServingError(Code.DEADLINE_EXCEEDED, DEADLINE_MESSAGE))
             return future
@@ -488,7 +496,7 @@ class BatchScheduler:
     def _enqueue(
         self,
         queue: _Queue,
-        future: concurrent.futures.Future[dict[str, np.ndarray]],
+        future: RunFuture,
         arrays: dict[str, np.ndarray],
         rows: int,
         run: RunFn,
@@ -710,7 +718,7 @@ class BatchScheduler:
             # Not even KeyboardInterrupt may leave this batch's callers waiting.
             error = ServingError(Code.INTERNAL, repr(exc))
             self._account(queue, len(live), rows, processed, error)
-            self._complete(live, {}, rows, processed, error)
+            self._complete(live, {}, rows, processed, error, run_seconds)
             raise
 
         self._account(queue, len(live), rows, processed, error)
@@ -726,7 +734,7 @@ class BatchScheduler:
                     fn(event)
                 except Exception:
                     log.exception("Batch observer %r failed", fn)
-        self._complete(live, outputs, rows, processed, error)
+        self._complete(live, outputs, rows, processed, error, run_seconds)
 
     def _account(
         self, queue: _Queue, tasks: int, rows: int, processed: int, error: ServingError | None
@@ -757,11 +765,14 @@ class BatchScheduler:
         rows: int,
         processed: int,
         error: ServingError | None,
+        run_seconds: float,
     ) -> None:
         if error is not None:
             for task in live:
                 task.fail(error)
             return
+        for task in live:
+            task.future.run_seconds = run_seconds
         if len(live) == 1 and processed == rows:
             # The only task and no padding: the outputs are all its own, hand them over as is.
             live[0].done(outputs)

@@ -1,16 +1,21 @@
 """``dashboard()``: a live ipywidgets panel of the served models (DESIGN §6).
 
 Per model: a header with the traffic split, a table of its versions (state, labels, in-flight
-handles, requests, errors, p50/p99 latency, traffic share) with the model's last evaluation in
-this kernel beside it (``evaluate``), its bulk jobs with their progress, one PNG of the
-versions' latency histograms overlaid (matplotlib ``Figure`` + Agg, never pyplot: a notebook's
-inline backend must not pick the figures up), and controls: a version, a canary weight, and the
-buttons Promote / Canary / Rollback / Unload.
+handles, requests, errors, p50/p99 latency since load and over the last minute, the warmup that
+ran before the version was AVAILABLE, traffic share) with the model's last evaluation in this
+kernel beside it (``evaluate``), its bulk jobs with their progress, one PNG of the versions'
+latency histograms overlaid (matplotlib ``Figure`` + Agg, never pyplot: a notebook's inline
+backend must not pick the figures up), the traffic tools (DESIGN §10: the request-logging status
+with the newest logged requests, and the shadow report with a PNG of its latency and
+difference quantiles), and controls: a version, a canary weight, and the buttons Promote /
+Canary / Rollback / Unload.
 
 Where the data comes from: ``GET P/api/models`` (or ``P/api/models/NAME``) for versions,
-labels, refcounts and traffic, ``GET P/api/stats`` for requests, errors and latency
-buckets, and ``GET P/api/jobs`` for the bulk jobs, over REST like every kernel-side call
-(DESIGN §1).
+labels, refcounts and traffic, ``GET P/api/stats`` for requests, errors, latency, warmup, and
+each model's logging status and shadow report, ``GET P/api/models/NAME/requests?n=5`` for the
+newest logged requests (only while the model's logging is on, and only when its count of
+logged requests moved since the last refresh), and ``GET P/api/jobs`` for the bulk jobs, over
+REST like every kernel-side call (DESIGN §1).
 
 Threads: :meth:`Dashboard.refresh` runs on the background thread :meth:`Dashboard.start`
 starts (one per dashboard, a daemon, stopped by :meth:`Dashboard.stop`, :meth:`Dashboard.close`
@@ -27,9 +32,11 @@ import atexit
 import html
 import io
 import itertools
+import json
 import threading
+import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as widgets
@@ -37,9 +44,10 @@ import numpy as np
 
 from ..core.status import ServingError
 from ..core.validation import check_model_name
-from .client import TFServingClient, TFServingError
+from .client import ServerUnavailable, TFServingClient, TFServingError
 from .evaluation import last_evaluation
 from .serving import ServedModel, find_version
+from .shadow import ShadowReport
 
 # matplotlib's tab10: one fixed colour per version number, the same in every dashboard
 PALETTE: tuple[str, ...] = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
@@ -47,6 +55,10 @@ PALETTE: tuple[str, ...] = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd
 _STATE_COLOURS = {"AVAILABLE": "#2ca02c", "LOADING": "#ff7f0e", "START": "#ff7f0e",
                   "UNLOADING": "#7f7f7f", "END": "#7f7f7f"}
 _DEFAULT_CANARY_WEIGHT = 0.1
+# How many of a model's newest logged requests its panel lists, and how much of each tensor.
+RECENT_REQUESTS_SHOWN = 5
+_PREVIEW_CHARS = 60
+_QUANTILES = ("p50", "p90", "p99")
 _serial = itertools.count(1)
 _live: weakref.WeakSet[Dashboard] = weakref.WeakSet()
 
@@ -62,6 +74,29 @@ def _ms(micros: float | None) -> str:
 
 def _share(share: float | None) -> str:
     return "–" if share is None else f"{share:.0%}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000.0:.3g} ms" if seconds < 1.0 else f"{seconds:.3g} s"
+
+
+def _size(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    value = n / 1000.0
+    for unit in ("kB", "MB"):
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+        value /= 1000.0
+    return f"{value:.1f} GB"
+
+
+def warmup_text(warmup: Mapping[str, Any] | None) -> str:
+    """A version's warmup (``"warmup"`` of its stats entry) for the table: how many requests
+    ran and how long they took, or "–" when none ran (no warmup file, or warmup off)."""
+    if not warmup:
+        return "–"
+    return f"{int(warmup['requests'])} in {_duration(float(warmup['seconds']))}"
 
 
 def _ok_html(text: str) -> str:
@@ -130,12 +165,131 @@ def render_latency_png(series: Sequence[tuple[int, str, Sequence[int]]],
     return buffer.getvalue()
 
 
+def render_shadow_png(report: Mapping[str, Any], serving_colour: str = "#7f7f7f",
+                      shadow_colour: str | None = None) -> bytes:
+    """A PNG of a shadow report (the ShadowReport JSON): left, the serving version's and the
+    candidate's latency quantiles (p50/p90/p99, ms) side by side; right, per output the
+    quantiles of the absolute difference between their answers. Pure: callable from any
+    thread."""
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 2.2), dpi=80)
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    x = np.arange(len(_QUANTILES))
+    latency = report.get("latency_us") or {}
+    candidate = report.get("candidate_version")
+    sides = (("serving", "serving", serving_colour),
+             ("shadow", f"shadow v{candidate}",
+              shadow_colour or version_colour(int(candidate or 1))))
+    drawn = False
+    for offset, (side, legend, colour) in zip((-0.2, 0.2), sides, strict=True):
+        figures = latency.get(side) or {}
+        values = [figures.get(q) for q in _QUANTILES]
+        if all(v is None for v in values):
+            continue
+        drawn = True
+        left.bar(x + offset, [np.nan if v is None else v / 1000.0 for v in values], width=0.4,
+                 color=colour, label=f"{legend} · {figures.get('count', 0)}")
+    if drawn:
+        left.set_xticks(x, _QUANTILES)
+        left.set_ylabel("latency (ms)")
+        left.legend(loc="upper left", fontsize="small", frameon=False)
+        left.grid(axis="y", alpha=0.3)
+    else:
+        _empty_axes(left, "no pairs yet")
+    outputs = [(name, [(f.get("abs_diff_quantiles") or {}).get(q) for q in _QUANTILES])
+               for name, f in sorted((report.get("outputs") or {}).items())]
+    outputs = [(name, values) for name, values in outputs
+               if any(v is not None for v in values)]
+    if outputs:
+        width = 0.8 / len(outputs)
+        colours = colormaps["Dark2"]
+        for i, (name, values) in enumerate(outputs):
+            right.bar(x - 0.4 + width * (i + 0.5),
+                      [np.nan if v is None else v for v in values], width=width,
+                      color=colours(i % colours.N), label=name)
+        right.set_xticks(x, _QUANTILES)
+        right.set_ylabel("|serving − shadow|")
+        right.legend(loc="upper left", fontsize="small", frameon=False)
+        right.grid(axis="y", alpha=0.3)
+    else:
+        _empty_axes(right, "no differences yet")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _empty_axes(ax: Any, message: str) -> None:
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", color="#7f7f7f",
+            transform=ax.transAxes)
+
+
+def logging_on(status: Mapping[str, Any] | None) -> bool:
+    """Whether a model's logging status (``"logging"`` of its stats entry) samples requests."""
+    return status is not None and float(status["sampling_rate"]) > 0
+
+
+def _preview(value: Any) -> str:
+    text = json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= _PREVIEW_CHARS else text[:_PREVIEW_CHARS - 1] + "…"
+
+
+def logging_html(status: Mapping[str, Any] | None, requests: Sequence[Mapping[str, Any]] = (),
+                 error: str | None = None) -> str:
+    """A model's request logging as HTML: its status (rate, prefix, logged, dropped, files and
+    size, the error that stopped it) and, while it is on, ``requests`` (``GET
+    P/api/models/NAME/requests`` records, newest first) as a table, one ``<tr
+    data-request="i">`` each with its inputs and outputs cut to a preview; ``error``: why the
+    requests could not be read."""
+    if status is None:
+        return _note_html("Request logging: off")
+    counts = (f"{int(status['logged']):,} logged · {int(status['dropped']):,} dropped · "
+              f"{int(status['files'])} file{'' if status['files'] == 1 else 's'}, "
+              f"{_size(int(status['bytes']))}")
+    if logging_on(status):
+        line = (f"Request logging: {float(status['sampling_rate']):.0%} of requests → "
+                f"<code>{html.escape(str(status['filename_prefix']))}</code> · {counts}")
+    else:
+        line = "Request logging: off" + (f" · {counts}" if status["logged"] else "")
+        line = f'<span style="color:#7f7f7f">{line}</span>'
+    parts = [line]
+    for problem in (status.get("error"), error):
+        if problem:
+            parts.append(_error_html(problem))
+    if logging_on(status) and requests:
+        cell = 'style="padding:2px 8px;text-align:left"'
+        rows = ["<tr>" + "".join(f"<th {cell}>{h}</th>" for h in (
+            "time", "version", "method", "signature", "inputs", "outputs")) + "</tr>"]
+        for i, record in enumerate(requests):
+            version = int(record["version"])
+            values = (
+                time.strftime("%H:%M:%S", time.localtime(float(record["time"]))),
+                f'<span style="color:{version_colour(version)}">v{version}</span>',
+                html.escape(str(record["method"])),
+                html.escape(str(record["signature_name"])),
+                *(f"<code>{html.escape(_preview(record[side]))}</code>"
+                  for side in ("inputs", "outputs")),
+            )
+            rows.append(f'<tr data-request="{i}">'
+                        + "".join(f"<td {cell}>{v}</td>" for v in values) + "</tr>")
+        parts.append("<small>Newest logged requests</small>"
+                     '<table style="border-collapse:collapse">' + "".join(rows) + "</table>")
+    return "<br>".join(parts)
+
+
 class ModelPanel(widgets.VBox):
     """One model's part of a :class:`Dashboard`: ``header``, ``table`` (HTML, one
     ``<tr data-version="N">`` per version), ``image`` (the histogram PNG), ``versions``
-    (Dropdown), ``weight`` (FloatSlider), ``buttons`` (by description) and ``status`` (the
-    last action's answer or error). Created and updated by its dashboard under its lock; the
-    buttons' handlers run on the kernel's thread."""
+    (Dropdown), ``weight`` (FloatSlider), ``buttons`` (by description), ``status`` (the
+    last action's answer or error), ``request_log`` (HTML: :func:`logging_html`), ``shadow``
+    (HTML: the shadow report's own, empty when the model never had a shadow) and
+    ``shadow_image`` (:func:`render_shadow_png`, hidden without a shadow). Created and updated
+    by its dashboard under its lock; the buttons' handlers run on the kernel's thread."""
 
     def __init__(self, client: TFServingClient, name: str,
                  after_action: Callable[[], None]) -> None:
@@ -143,6 +297,7 @@ class ModelPanel(widgets.VBox):
         self.name = name
         self._after_action = after_action
         self._image_key: Any = None
+        self._shadow_key: Any = None
         self._seen_canary: Any = None
         self.header = widgets.HTML()
         self.table = widgets.HTML()
@@ -167,9 +322,13 @@ class ModelPanel(widgets.VBox):
         self.status = widgets.HTML()
         self.evaluation = widgets.HTML(layout=widgets.Layout(margin="0 0 0 24px"))
         self.jobs = widgets.HTML()
+        self.request_log = widgets.HTML()
+        self.shadow = widgets.HTML()
+        self.shadow_image = widgets.Image(format="png", layout=widgets.Layout(display="none"))
         controls = widgets.HBox([self.versions, self.weight, *self.buttons.values()])
         super().__init__([self.header, widgets.HBox([self.table, self.evaluation]), controls,
-                          self.status, self.jobs, self.image],
+                          self.status, self.jobs, self.image, self.request_log,
+                          widgets.HBox([self.shadow, self.shadow_image])],
                          layout=widgets.Layout(margin="0 0 12px 0"))
 
     # ------------------------------------------------------------------ actions
@@ -216,10 +375,16 @@ class ModelPanel(widgets.VBox):
     # ------------------------------------------------------------------ updates
 
     def update(self, model: dict[str, Any], stats: dict[int, dict[str, Any]],
-               jobs: Sequence[dict[str, Any]] = ()) -> None:
+               jobs: Sequence[dict[str, Any]] = (), *,
+               logging: Mapping[str, Any] | None = None,
+               shadow: Mapping[str, Any] | None = None,
+               requests: Sequence[Mapping[str, Any]] = (),
+               requests_error: str | None = None) -> None:
         """Show ``model`` (its ``GET P/api/models/NAME`` JSON), ``stats`` (version -> its
-        ``GET P/api/stats`` entry), the model's bulk ``jobs`` (``GET P/api/jobs`` entries) and
-        its last evaluation in this kernel. Only what changed is sent to the front end."""
+        ``GET P/api/stats`` entry), the model's bulk ``jobs`` (``GET P/api/jobs`` entries), its
+        ``logging`` status and ``shadow`` report (its ``GET P/api/stats`` entry's), its newest
+        logged ``requests`` (or ``requests_error``: why they could not be read) and its last
+        evaluation in this kernel. Only what changed is sent to the front end."""
         traffic = {int(v): share for v, share in (model.get("traffic") or {}).items()}
         split = " · ".join(
             f'<span style="color:{version_colour(v)}">v{v}</span> {_share(s)}'
@@ -231,14 +396,18 @@ class ModelPanel(widgets.VBox):
         _set(self.evaluation, "" if evaluation is None else
              "<small>Last evaluation</small>" + evaluation.to_html())
         _set(self.jobs, jobs_html(jobs))
+        _set(self.request_log, logging_html(logging, requests, requests_error))
+        _set(self.shadow, "" if shadow is None else
+             "<small>Shadow traffic</small>" + ShadowReport(shadow).to_html())
         self._update_controls(model)
         self._update_image(model, stats)
+        self._update_shadow_image(traffic, shadow)
 
     @staticmethod
     def _table_html(model: dict[str, Any], stats: dict[int, dict[str, Any]],
                     traffic: dict[int, float]) -> str:
         head = ("version", "state", "labels", "in flight", "requests", "errors", "p50 ms",
-                "p99 ms", "traffic")
+                "p99 ms", "1 min p50", "1 min p99", "warmup", "traffic")
         cell = 'style="padding:2px 10px;text-align:{}"'
         rows = ["<tr>" + "".join(f'<th {cell.format("left" if i < 3 else "right")}>{h}</th>'
                                  for i, h in enumerate(head)) + "</tr>"]
@@ -246,6 +415,7 @@ class ModelPanel(widgets.VBox):
             version = int(entry["version"])
             st = stats.get(version, {})
             latency = st.get("latency_us") or {}
+            recent = st.get("recent_latency_us") or {}
             state = entry["state"] + (" (unloaded)" if entry.get("unloaded") else "")
             error = entry.get("error_message") or ""
             values = (
@@ -258,6 +428,9 @@ class ModelPanel(widgets.VBox):
                 str(st.get("error_count", 0)),
                 _ms(latency.get("p50")),
                 _ms(latency.get("p99")),
+                _ms(recent.get("p50")),
+                _ms(recent.get("p99")),
+                warmup_text(st.get("warmup", entry.get("warmup"))),
                 _share(traffic.get(version, 0.0)),
             )
             rows.append(f'<tr data-version="{version}">' + "".join(
@@ -301,10 +474,31 @@ class ModelPanel(widgets.VBox):
             self.image.value = render_latency_png(series, bounds)
             self._image_key = key
 
+    def _update_shadow_image(self, traffic: dict[int, float],
+                             shadow: Mapping[str, Any] | None) -> None:
+        """Re-render the shadow figure when its figures change; hide it without a shadow."""
+        if shadow is None:
+            self.shadow_image.layout.display = "none"
+            self._shadow_key = None
+            return
+        candidate = int(shadow["candidate_version"])
+        # the serving version: the one with the largest share of the unversioned requests
+        serving = max(traffic, key=traffic.__getitem__) if traffic else None
+        serving_colour = (version_colour(serving) if serving is not None and serving != candidate
+                          else "#7f7f7f")
+        figures = {"latency_us": shadow.get("latency_us"), "candidate_version": candidate,
+                   "outputs": {name: {"abs_diff_quantiles": f.get("abs_diff_quantiles")}
+                               for name, f in (shadow.get("outputs") or {}).items()}}
+        key = (json.dumps(figures, sort_keys=True), serving_colour)
+        if key != self._shadow_key:
+            self.shadow_image.value = render_shadow_png(figures, serving_colour)
+            self._shadow_key = key
+        self.shadow_image.layout.display = None
+
     def close(self) -> None:
         for child in (self.header, self.table, self.image, self.versions, self.weight,
                       *self.buttons.values(), self.status, self.evaluation, self.jobs,
-                      *self.children):
+                      self.request_log, self.shadow, self.shadow_image, *self.children):
             child.close()
         super().close()
 
@@ -374,6 +568,8 @@ class Dashboard(widgets.VBox):
         self._title = widgets.HTML(
             f"<b>jupyter_tfserving</b> <small>{html.escape(client.url)}</small>")
         self._lock = threading.RLock()  # one refresh at a time
+        # model -> (its logging status when its requests were read, those requests)
+        self._requests: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         self._thread_lock = threading.Lock()  # start/stop of the live thread
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -407,17 +603,49 @@ class Dashboard(widgets.VBox):
                         models = []
                 stats = self.client.call("GET", "/api/stats", timeout=timeout)
                 jobs = self.client.call("GET", "/api/jobs", timeout=timeout)["jobs"]
+                shown = {model["name"] for model in models}
+                for gone in set(self._requests) - shown:
+                    del self._requests[gone]
+                logged = {m["name"]: self._logged_requests(m["name"], m.get("logging"), timeout)
+                          for m in stats.get("models", []) if m["name"] in shown}
             except TFServingError as exc:
                 _set(self.status, _error_html(
                     f"{exc.message} (showing the last state; retrying)"))
                 return False
-            self._show(models, stats, jobs)
+            self._show(models, stats, jobs, logged)
             return True
 
+    def _logged_requests(self, name: str, logging: Mapping[str, Any] | None,
+                         timeout: float) -> tuple[list[dict[str, Any]], str | None]:
+        """Model ``name``'s newest logged requests and the error that kept them from being
+        read: none while its logging is off; read again only when its logging status (its
+        count of logged requests) changed since they were read. ServerUnavailable goes up."""
+        if not logging_on(logging):
+            self._requests.pop(name, None)
+            return [], None
+        key = json.dumps(logging, sort_keys=True)
+        seen = self._requests.get(name)
+        if seen is not None and seen[0] == key:
+            return seen[1], None
+        try:
+            records = self.client.call("GET", f"/api/models/{name}/requests",
+                                       params={"n": RECENT_REQUESTS_SHOWN},
+                                       timeout=timeout)["requests"]
+        except ServerUnavailable:
+            raise
+        except TFServingError as exc:  # e.g. the model went away meanwhile: try next time
+            self._requests.pop(name, None)
+            return [], exc.message
+        self._requests[name] = (key, records)
+        return records, None
+
     def _show(self, models: list[dict[str, Any]], stats: dict[str, Any],
-              jobs: Sequence[dict[str, Any]] = ()) -> None:
+              jobs: Sequence[dict[str, Any]] = (),
+              logged: Mapping[str, tuple[list[dict[str, Any]], str | None]] | None = None
+              ) -> None:
         by_version = {m["name"]: {int(v["version"]): v for v in m.get("versions", [])}
                       for m in stats.get("models", [])}
+        traffic = {m["name"]: m for m in stats.get("models", [])}
         names = [m["name"] for m in models]
         if set(names) != set(self.panels):
             for gone in set(self.panels) - set(names):
@@ -427,8 +655,13 @@ class Dashboard(widgets.VBox):
                     self.panels[new] = ModelPanel(self.client, new, self._refresh_quietly)
             self.children = [self._title, self.status, *(self.panels[n] for n in names)]
         for model in models:
-            self.panels[model["name"]].update(model, by_version.get(model["name"], {}),
-                                              [j for j in jobs if j["model"] == model["name"]])
+            name = model["name"]
+            requests, requests_error = (logged or {}).get(name, ([], None))
+            self.panels[name].update(
+                model, by_version.get(name, {}), [j for j in jobs if j["model"] == name],
+                logging=traffic.get(name, {}).get("logging"),
+                shadow=traffic.get(name, {}).get("shadow"),
+                requests=requests, requests_error=requests_error)
         if not models:
             waiting = f"Model {self.name} is not served (yet)." if self.name else \
                 "No models are served yet: serve() one."

@@ -25,9 +25,11 @@ What holds:
 - Each pair (the serving version's outputs, the candidate's) is compared output by output; see
   :func:`compare_output` for the rule and when an output, and a pair, *agrees*. ``agreement``
   is the fraction of pairs in which every output agrees.
-- Latencies: the serving version's is the exchange's (routing to outputs); the candidate's is
-  the same measure of its run, from acquiring the candidate to its outputs, so it includes the
-  wait of the low-priority lane (an upper bound of what the candidate would take online).
+- Latencies: on both sides the model's run of the batch that answered the request
+  (``Exchange.run_seconds``, the candidate's ``RunFuture.run_seconds``; a classify's or
+  regress's ``run_examples``): the time queued is left out, since the shadow waits in the
+  low-priority lane by design and would always look slower. The serving requests' end-to-end
+  latency is in the version's statistics.
 - A shadow ends when its fraction is set to 0 ("stopped"), the model is promoted ("promoted")
   or rolled back ("rolled back"), or the candidate leaves AVAILABLE for any reason
   ("unloaded"); its report stays readable (until the next shadow of the model). Runs still
@@ -340,7 +342,7 @@ class _Shadow:
         self.mismatches += any(d.mismatch is not None for d in diffs.values())
         for name, diff in diffs.items():
             self.outputs.setdefault(name, _OutputStats()).add(diff)
-        self.serving_latency.add(exchange.seconds * 1e6)
+        self.serving_latency.add(exchange.run_seconds * 1e6)
         self.shadow_latency.add(seconds * 1e6)
         if not diffs:
             return
@@ -597,11 +599,10 @@ class ShadowTraffic:
         """Start the candidate's run of the exchange's request (the shadow's thread)."""
         if not shadow.active:
             return self._done(shadow)
-        started = time.perf_counter()
         model = exchange.ref.name
         try:
             if exchange.inputs is None:
-                self._executor.submit(self._run_examples, shadow, exchange, when, started)
+                self._executor.submit(self._run_examples, shadow, exchange, when)
                 return
             handle = self._manager.acquire(model, shadow.candidate)
             try:
@@ -622,18 +623,19 @@ class ShadowTraffic:
             return self._done(shadow, error=True)
 
         def ran(f: Future[dict[str, np.ndarray]]) -> None:
-            seconds = time.perf_counter() - started
+            seconds = future.run_seconds or 0.0
             self._post(functools.partial(self._finish, shadow, exchange, when, seconds, f))
 
         future.add_done_callback(ran)
 
-    def _run_examples(self, shadow: _Shadow, exchange: Exchange, when: float,
-                      started: float) -> None:
+    def _run_examples(self, shadow: _Shadow, exchange: Exchange, when: float) -> None:
         """A classify or regress shadow run (a request thread)."""
         future: Future[dict[str, np.ndarray]] = Future()
+        started = time.perf_counter()
         try:
             assert exchange.examples is not None
             with self._manager.acquire(exchange.ref.name, shadow.candidate) as handle:
+                started = time.perf_counter()
                 future.set_result(handle.servable.run_examples(exchange.signature_name,
                                                                exchange.examples))
         except Exception as exc:

@@ -334,6 +334,8 @@ export interface IQuantiles {
 export interface IShadowOutput {
   pairs: number;
   mismatches: number;
+  /** The share of pairs in which this output agrees (null: not reported). */
+  agreement: number | null;
   max_abs_diff: number | null;
   mean_abs_diff: number | null;
   /** The share of pairs whose argmax agrees (class scores only). */
@@ -414,6 +416,7 @@ export function parseShadowReport(doc: unknown): IShadowReport {
         outputs[name] = {
           pairs: num(o.pairs),
           mismatches: num(o.mismatches),
+          agreement: numOrNull(o.agreement),
           max_abs_diff: numOrNull(o.max_abs_diff),
           mean_abs_diff: numOrNull(o.mean_abs_diff),
           argmax_agreement: numOrNull(o.argmax_agreement),
@@ -528,6 +531,7 @@ export interface IShadowOutputRow {
   name: string;
   pairs: string;
   mismatches: number;
+  agreement: string;
   max: string;
   mean: string;
   argmax: string;
@@ -545,6 +549,7 @@ export function shadowOutputRows(report: IShadowReport): IShadowOutputRow[] {
         name,
         pairs: formatCount(o.pairs),
         mismatches: o.mismatches,
+        agreement: formatAgreement(o.agreement),
         max: formatDiff(o.max_abs_diff),
         mean: formatDiff(o.mean_abs_diff),
         argmax: formatAgreement(o.argmax_agreement),

@@ -368,11 +368,16 @@ function ShadowTool(props: ITrafficProps): JSX.Element | null {
   );
 }
 
+/** How many of the worst pairs a report shows before "show all". */
+export const WORST_SHOWN = 3;
+
 /** A shadow's figures: pairs and agreement, the differences per output, the latency of both
  * sides, the worst pairs. */
 function ShadowReportView(props: { report: IShadowReport }): JSX.Element {
   const { report } = props;
+  const [allWorst, setAllWorst] = React.useState(false);
   const rows = shadowOutputRows(report);
+  const worst = allWorst ? report.worst : report.worst.slice(0, WORST_SHOWN);
   return (
     <>
       <dl className="jp-TFServing-metrics">
@@ -425,6 +430,12 @@ function ShadowReportView(props: { report: IShadowReport }): JSX.Element {
             <thead>
               <tr>
                 <th scope="col">output</th>
+                <th
+                  scope="col"
+                  title="Share of pairs in which this output agrees"
+                >
+                  agree
+                </th>
                 <th scope="col" title="Largest absolute difference">
                   max |Δ|
                 </th>
@@ -449,6 +460,7 @@ function ShadowReportView(props: { report: IShadowReport }): JSX.Element {
                   title={`${row.pairs} pairs${row.mismatches ? `, ${row.mismatches} mismatched` : ''}`}
                 >
                   <th scope="row">{row.name}</th>
+                  <td data-metric="agreement">{row.agreement}</td>
                   <td data-metric="max-diff">{row.max}</td>
                   <td data-metric="mean-diff">{row.mean}</td>
                   <td data-metric="argmax">{row.argmax}</td>
@@ -493,10 +505,22 @@ function ShadowReportView(props: { report: IShadowReport }): JSX.Element {
             className="jp-TFServing-worstList"
             aria-label="The pairs that disagree most, worst first"
           >
-            {report.worst.map((w, i) => (
+            {worst.map((w, i) => (
               <WorstRow key={`${w.time}-${i}`} pair={w} />
             ))}
           </ol>
+          {report.worst.length > worst.length && (
+            <Button
+              type="button"
+              small
+              className="jp-TFServing-more"
+              data-action="more-worst"
+              aria-label={`Show all ${report.worst.length} worst pairs`}
+              onClick={() => setAllWorst(true)}
+            >
+              Show all {report.worst.length}
+            </Button>
+          )}
         </div>
       )}
     </>

@@ -25,6 +25,20 @@ One test walks the panel the way a person would (issue 12, section 3):
 7. throughout, no uncaught exception in the page and no console error, except the browser's
    own "Failed to load resource" line for the one refused request the test provokes.
 
+A second test shows the traffic tools of issue 14 on a model whose candidate differs from the
+stable version by exactly 1 (y = 0.5 x + 2 and y = 0.5 x + 3, exported with TensorFlow):
+
+8. request logging (rate 1.0) and a shadow of the candidate (fraction 1.0) started through
+   ``POST P/api/models/{m}:logging`` and ``:shadow``, REST predictions on a thread: the panel
+   shows the logging status and the recent requests (time, version, method, inputs and
+   outputs), the shadow report (pairs rising, agreement 0%, the output's differences of 1, both
+   latencies, the worst pairs with their requests) and each version's latency of the last
+   minute; a screenshot goes to ``side-panel-shadow.png`` (``docs/`` with
+   ``JTFS_UPDATE_DOCS=1``);
+9. "End shadow" and "Off", clicked in the panel (the first confirmed in the dialog), end the
+   shadow and logging as the server reports them; "Log" at a typed rate, confirmed, turns logging
+   on again; no console error.
+
 The panel is the one built in the tree (``jupyter_tfserving/labextension``, which
 ``jlpm build:prod`` in ``labextension/`` updates), ahead of the copy an install put under
 ``sys.prefix``. Skipped, saying why, where chromium, Playwright or JupyterLab is not installed
@@ -67,6 +81,8 @@ JOBS_POLL_MS = 15_000
 VIEWPORT = {"width": 1280, "height": 960}
 # Rows of the slow job's data: at one row per call it runs for minutes, until cancelled.
 SLOW_ROWS = 2_000_000
+# Tall enough for the shadow report, the logging status and the recent requests.
+TRAFFIC_VIEWPORT = {"width": 1280, "height": 1600}
 
 pytestmark = REQUIRES_BROWSER
 
@@ -84,6 +100,22 @@ def version_sources(tmp_path: Path) -> list[Path]:
 
     base = tmp_path / "exported"
     return [Path(export_half_plus_two(str(base), v)) for v in (1, 2)]
+
+
+def export_candidate_pair(base: Path) -> list[Path]:
+    """Two versions with the same signature whose outputs differ by exactly 1: y = 0.5 x + 2
+    (demo's half_plus_two) and y = 0.5 x + 3, exported with TensorFlow."""
+    import tensorflow as tf
+
+    from jupyter_tfserving.demo import export_half_plus_two, save_version
+
+    class HalfPlusThree(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+        def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"y": 0.5 * x + 3.0}
+
+    return [Path(export_half_plus_two(str(base / "two"), 1)),
+            Path(save_version(HalfPlusThree(), str(base / "three"), 1))]
 
 
 def quiet_lab_settings(config_dir: Path) -> None:
@@ -272,7 +304,8 @@ class PageProblems:
 
 
 @contextmanager
-def lab_page(server: JupyterServer) -> Iterator[tuple[Any, PageProblems]]:
+def lab_page(server: JupyterServer,
+             viewport: dict[str, int] = VIEWPORT) -> Iterator[tuple[Any, PageProblems]]:
     """A headless chromium page on the server's JupyterLab, loaded (status bar shown), with
     its problems recorded; on failure a screenshot goes to
     ``screenshots/failure-side-panel.png``."""
@@ -282,7 +315,7 @@ def lab_page(server: JupyterServer) -> Iterator[tuple[Any, PageProblems]]:
         browser = p.chromium.launch(
             executable_path=CHROMIUM, headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport=VIEWPORT)
+        page = browser.new_page(viewport=viewport)
         page.set_default_timeout(TIMEOUT_MS)
         problems = PageProblems(page)
         try:
@@ -298,12 +331,25 @@ def lab_page(server: JupyterServer) -> Iterator[tuple[Any, PageProblems]]:
 
 
 def run_from_palette(page: Any, label: str) -> None:
-    """Run the command labelled ``label`` from JupyterLab's command palette (Ctrl+Shift+C)."""
-    page.locator("#jp-main-dock-panel").click(position={"x": 5, "y": 5})
-    page.keyboard.press("Control+Shift+C")
+    """Run the command labelled ``label`` from JupyterLab's command palette (Ctrl+Shift+C):
+    the shortcut pressed again if a busy page missed it, the command run with Enter once the
+    palette's active item is it (the palette re-renders its items while it filters)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
     palette = page.locator("#modal-command-palette")
+    for attempt in range(3):
+        page.locator("#jp-main-dock-panel").click(position={"x": 5, "y": 5})
+        page.keyboard.press("Control+Shift+C")
+        try:
+            palette.locator("input").wait_for(state="visible", timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     palette.locator("input").fill(label)
-    palette.locator(".lm-CommandPalette-item", has_text=label).first.click()
+    expect(palette.locator(".lm-CommandPalette-item.lm-mod-active")).to_contain_text(label)
+    palette.locator("input").press("Enter")
     palette.wait_for(state="hidden")
 
 
@@ -347,9 +393,10 @@ def screenshot_panel(page: Any, panel: Any, path: Path) -> None:
     x = max(0, box["x"] - 24)
     y = max(0, box["y"] - 8)
     bottom = min(box["y"] + box["height"], content["y"] + content["height"]) + 16
+    viewport = page.viewport_size
     page.screenshot(path=str(path), clip={
-        "x": x, "y": y, "width": VIEWPORT["width"] - x,
-        "height": min(VIEWPORT["height"], bottom) - y})
+        "x": x, "y": y, "width": viewport["width"] - x,
+        "height": min(viewport["height"], bottom) - y})
 
 
 def widen_sidebar(page: Any, panel: Any, width: int) -> None:
@@ -577,6 +624,117 @@ def test_side_panel_shows_traffic_and_drives_a_rollout(tmp_path: Path) -> None:
             expect(v1.locator("[data-action=unload]")).to_be_enabled()
 
             # 7. nothing went wrong in the page along the way
+            problems.check()
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        server.stop()
+
+
+def test_side_panel_shows_request_logs_and_a_shadow(tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    server = start_lab(tmp_path)
+    traffic: Traffic | None = None
+    try:
+        # 8. v1 (y = 0.5 x + 2) stable, v2 (y = 0.5 x + 3) its candidate; logging and the
+        # shadow through the REST API, then traffic on the unversioned route (v1)
+        publish_two_versions(server, export_candidate_pair(tmp_path / "exported"))
+        response = api(server, "POST", f"models/{MODEL}:logging", json={"sampling_rate": 1.0})
+        assert response.status_code == 200, response.text
+        response = api(server, "POST", f"models/{MODEL}:shadow",
+                       json={"version": 2, "fraction": 1.0})
+        assert response.status_code == 200, response.text
+        assert response.json()["active"] is True, response.json()
+        traffic = Traffic(server).start()
+        with lab_page(server, TRAFFIC_VIEWPORT) as (page, problems):
+            # the status-bar item ("1 model · R req/s") opens the panel
+            page.locator("button.jp-TFServing-status").click()
+            panel = page.locator("#jupyter-tfserving-panel.jp-TFServing")
+            expect(panel).to_be_visible()
+            widen_sidebar(page, panel, 420)
+            section = panel.locator(f'section.jp-TFServing-model[data-model="{MODEL}"]')
+            v1 = section.locator('li.jp-TFServing-version[data-version="1"]')
+            result = section.locator(".jp-TFServing-result")
+
+            # request logging: its status, and the recent requests with their answers
+            logging = section.locator(".jp-TFServing-logging")
+            expect(logging).to_have_attribute("data-state", "on")
+            expect(logging.locator("[data-metric=logging-summary]")).to_have_text(
+                "100% of requests")
+            page.wait_for_function(
+                "(t) => Number(t.querySelector('dd[data-metric=logged]').dataset.value) > 0",
+                arg=logging.element_handle())
+            rows = logging.locator(".jp-TFServing-requestList > li")
+            expect(rows).to_have_count(10)
+            first = rows.first
+            expect(first).to_have_attribute("data-version", "1")
+            expect(first.locator(".jp-TFServing-requestMethod")).to_have_text("predict")
+            expect(first.locator("[data-tensors=inputs]")).to_have_text("→ x=[[1], [3]]")
+            expect(first.locator("[data-tensors=outputs]")).to_have_text("← y=[[2.5], [3.5]]")
+            expect(first.locator(".jp-TFServing-requestTime")).to_have_text(
+                re.compile(r"\d:\d\d:\d\d"))
+
+            # the shadow: pairs rising, no agreement, a difference of exactly 1, both latencies
+            shadow = section.locator(".jp-TFServing-shadow")
+            expect(shadow).to_have_attribute("data-state", "active")
+            expect(shadow.locator("[data-metric=shadow-summary]")).to_contain_text(
+                "v2 · 100% of the unversioned requests")
+            pairs = shadow.locator("dd[data-metric=pairs]")
+            page.wait_for_function("(d) => Number(d.dataset.value) >= 5",
+                                   arg=pairs.element_handle())
+            before = int(pairs.get_attribute("data-value") or 0)
+            page.wait_for_function("([d, n]) => Number(d.dataset.value) > n",
+                                   arg=[pairs.element_handle(), before])
+            expect(shadow.locator("dd[data-metric=agreement]")).to_have_text("0%")
+            y = shadow.locator('.jp-TFServing-shadowOutputs tr[data-output="y"]')
+            expect(y.locator("[data-metric=max-diff]")).to_have_text("1")
+            expect(y.locator("[data-metric=mean-diff]")).to_have_text("1")
+            expect(y.locator("[data-metric=diff-p50]")).to_have_text(re.compile(r"^(1|0\.99\d*|1\.0\d*)$"))
+            for side in ("serving", "shadow"):
+                expect(shadow.locator(
+                    f'.jp-TFServing-shadowLatency tr[data-side="{side}"] [data-metric=p50]'
+                )).to_have_text(re.compile(r"^[\d.]+ (µs|ms)$"))
+            worst = shadow.locator(".jp-TFServing-worstList > li").first
+            expect(worst.locator("[data-metric=max-diff]")).to_have_text("max |Δ| 1")
+            expect(worst.locator("[data-tensors=request]")).to_have_text("→ x=[[1], [3]]")
+            # the report matches the server's
+            report = api(server, "GET", f"models/{MODEL}/shadow").json()
+            assert report["outputs"]["y"]["max_abs_diff"] == 1.0, report
+            assert report["agreement"] == 0.0, report
+            # each version's latency of the last minute, beside the since-load one
+            expect(v1.locator("dd[data-metric=recent-p50]")).to_have_text(
+                re.compile(r"^[\d.]+ (µs|ms)$"))
+            expect(v1.locator("dd[data-metric=p50]")).to_have_text(re.compile(r"^[\d.]+ (µs|ms)$"))
+            DOCS.mkdir(exist_ok=True)
+            screenshot_panel(page, panel, DOCS / "side-panel-shadow.png")
+            traffic.stop()
+
+            # 9. End shadow, confirmed: the server ends it; its report stays
+            shadow.locator("[data-action=end-shadow]").click()
+            confirm(page, f"End the shadow of {MODEL}?")
+            expect(result).to_have_attribute("data-kind", "ok")
+            expect(result).to_contain_text("End the shadow: done. the shadow of v2 ended after")
+            assert api(server, "GET", f"models/{MODEL}/shadow").json()["active"] is False
+            expect(shadow).to_have_attribute("data-state", "ended")
+            expect(shadow.locator("[data-action=end-shadow]")).to_have_count(0)
+            # Off: no question; the server stops logging; the recent requests go
+            logging.locator("[data-action=logging-off]").click()
+            expect(result).to_contain_text("Logging off: done.")
+            expect(logging).to_have_attribute("data-state", "off")
+            expect(logging.locator(".jp-TFServing-requests")).to_have_count(0)
+            stats = api(server, "GET", "stats").json()
+            entry = next(m for m in stats["models"] if m["name"] == MODEL)
+            assert entry["logging"] is None or entry["logging"]["sampling_rate"] == 0, entry
+            # Log at a typed rate, confirmed: logging is on again
+            logging.locator("input.jp-TFServing-loggingRate").fill("25%")
+            logging.locator("[data-action=logging]").click()
+            confirm(page, f"Log the requests of {MODEL}?")
+            expect(result).to_contain_text("Log 25% of requests: done.")
+            expect(logging).to_have_attribute("data-state", "on")
+            stats = api(server, "GET", "stats").json()
+            entry = next(m for m in stats["models"] if m["name"] == MODEL)
+            assert entry["logging"]["sampling_rate"] == 0.25, entry
             problems.check()
     finally:
         if traffic is not None:

@@ -56,7 +56,7 @@ def row(panel: ModelPanel, version: int) -> dict[str, str]:
     cells = [re.sub(r"<[^>]+>", "", c).replace("■", "").strip()
              for c in re.findall(r"<td[^>]*>(.*?)</td>", match.group(1))]
     keys = ("version", "state", "labels", "in_flight", "requests", "errors", "p50", "p99",
-            "traffic")
+            "recent_p50", "recent_p99", "warmup", "traffic")
     return dict(zip(keys, cells, strict=False))
 
 

@@ -118,6 +118,9 @@ def test_predicts_are_logged_as_prediction_logs_and_in_models_config(service):
     assert entry.logging_config.sampling_config.sampling_rate == 1.0
     assert entry.logging_config.log_collector_config.type == "tfrecord"
     assert entry.logging_config.log_collector_config.filename_prefix == ".logs/m/requests"
+    # Stock tensorflow_model_server refuses any logging_config: the hand-off leaves it out.
+    handoff = svc.control.tfserving_config()
+    assert "m" in handoff["model_config"] and "logging_config" not in handoff["model_config"]
 
     started = int(time.time())
     for i in range(3):
@@ -221,7 +224,7 @@ def test_files_rotate_by_size_and_the_oldest_go_past_the_cap(service):
 def _exchange(i: int) -> Exchange:
     x = np.float32([[i, i]])
     return Exchange(ModelRef("m"), 1, "predict", "serving_default", PREDICT, {"x": x}, None,
-                    {"y": 2 * x, "tag_bytes": np.array([b""], dtype=object)}, 0.001)
+                    {"y": 2 * x, "tag_bytes": np.array([b""], dtype=object)}, 0.001, 0.0005)
 
 
 def test_a_full_queue_drops_and_counts_records_and_never_waits(tmp_path):

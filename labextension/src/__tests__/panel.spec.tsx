@@ -552,280 +552,301 @@ describe('TFServingPanel', () => {
     expect(model.isPolling).toBe(true);
     expect(model.isPollingJobs).toBe(true);
   });
-});
-
-describe('TFServingPanel: traffic tools', () => {
-  let api: FakeApi;
-  let host: FakeHost;
-  let model: TFServingModel;
-  let panel: TFServingPanel;
-  let consoleError: jest.SpyInstance;
-
-  /** The panel over a server whose stats are `stats`, once half_plus_two shows. */
-  async function open(stats: unknown): Promise<void> {
-    consoleError = jest.spyOn(console, 'error');
-    api = new FakeApi();
-    api.statsAnswer = parseStats(stats);
-    host = new FakeHost();
-    model = new TFServingModel({ api, interval: 50, maxInterval: 200 });
-    panel = new TFServingPanel(model, host);
-    Widget.attach(panel, document.body);
-    await until(() => expect(section()).not.toBeNull());
-  }
-
-  afterEach(() => {
-    panel.dispose();
-    model.dispose();
-    expect(consoleError).not.toHaveBeenCalled();
-    consoleError.mockRestore();
-  });
-
-  const section = () =>
-    panel.node.querySelector(
-      '.jp-TFServing-model[data-model="half_plus_two"]'
-    ) as HTMLElement;
-  const find = (selector: string) =>
-    section().querySelector(selector) as HTMLElement;
-  const text = (selector: string) => find(selector)?.textContent ?? null;
-  const tool = (kind: string) => find(`.jp-TFServing-${kind}`);
-  const click = (selector: string) => find(selector).click();
-  const result = () => find('.jp-TFServing-result');
-  const type = (selector: string, value: string) => {
-    const input = find(selector) as HTMLInputElement;
-    // React tracks the value it set: go through the native setter
-    Object.getOwnPropertyDescriptor(
-      HTMLInputElement.prototype,
-      'value'
-    )!.set!.call(input, value);
-    input.dispatchEvent(new Event('input', { bubbles: true }));
-  };
-
-  it('shows the warmup and the last minute beside the since-load latency', async () => {
-    await open(trafficStats);
-    const v2 = 'li.jp-TFServing-version[data-version="2"]';
-    await until(() =>
-      expect(text(`${v2} dd[data-metric="recent-p99"]`)).toBe('3.3 ms')
-    );
-    expect(text(`${v2} dd[data-metric="recent-p50"]`)).toBe('1.4 ms');
-    expect(text(`${v2} dd[data-metric="p99"]`)).toBe('12 ms');
-    expect(
-      find(`${v2} dd[data-metric="recent-p50"]`).previousSibling!.textContent
-    ).toBe('p50 1 min');
-    expect(text(`${v2} [data-metric="warmup"]`)).toBe(
-      'warmup: 2 requests in 0.043 s'
-    );
-    expect(
-      find('li.jp-TFServing-version[data-version="1"] [data-metric="warmup"]')
-    ).toBeNull();
-  });
-
-  it('shows request logging and the recent requests of an open model', async () => {
-    await open(trafficStats);
-    await until(() => expect(tool('logging').dataset.state).toBe('on'));
-    expect(text('.jp-TFServing-logging [data-metric="logging-summary"]')).toBe(
-      '50% of requests'
-    );
-    expect(text('.jp-TFServing-logging dd[data-metric="logged"]')).toBe(
-      '1,234'
-    );
-    expect(
-      find('.jp-TFServing-logging dd[data-metric="dropped"]').parentElement!
-        .classList
-    ).toContain('jp-mod-warn');
-    expect(text('.jp-TFServing-logging dd[data-metric="bytes"]')).toBe(
-      '1.2 MB'
-    );
-    const rows = () =>
-      section().querySelectorAll('.jp-TFServing-requestList > li');
-    await until(() => expect(rows()).toHaveLength(4));
-    const first = rows()[0] as HTMLElement;
-    expect(first.dataset.version).toBe('1');
-    expect(
-      first.querySelector('.jp-TFServing-requestMethod')!.textContent
-    ).toBe('predict');
-    expect(first.querySelector('[data-tensors="inputs"]')!.textContent).toBe(
-      '→ x=[[1], [3]]'
-    );
-    expect(first.querySelector('[data-tensors="outputs"]')!.textContent).toBe(
-      '← y=[[2.5], [3.5]]'
-    );
-    const long = rows()[1].querySelector('[data-tensors="inputs"]')!;
-    expect(long.textContent).toBe('→ x=[[0], [1], [2], …+61]');
-    expect(long.getAttribute('title')).toMatch(/^x=\[\[0\], \[1\], .*…\+52\]$/);
-    expect(
-      rows()[2].querySelector('.jp-TFServing-requestMethod')!.textContent
-    ).toBe('regress (regress_x_to_y)');
-    expect(controls(panel).unnamed).toEqual([]);
-  });
-
-  it('reads the recent requests only while the model is open', async () => {
-    await open(trafficStats);
-    await until(() => expect(api.requestsCalls.length).toBeGreaterThan(1));
-    expect(model.isWatched('half_plus_two')).toBe(true);
-    click('[data-action="toggle"]');
-    await until(() => expect(model.isWatched('half_plus_two')).toBe(false));
-    const calls = api.requestsCalls.length;
-    await sleep(150);
-    expect(api.requestsCalls.length).toBeLessThanOrEqual(calls + 1);
-    const after = api.requestsCalls.length;
-    await sleep(150);
-    expect(api.requestsCalls).toHaveLength(after);
-    click('[data-action="toggle"]');
-    await until(() => expect(api.requestsCalls.length).toBeGreaterThan(after));
-  });
-
-  it('shows why logging stopped, as an error', async () => {
-    const stats = parseStats(trafficStats);
-    stats.models[1].logging!.error =
-      'Permission denied: /tmp/tfs/models/half_plus_two/logs';
-    await open(trafficStats);
-    api.statsAnswer = stats;
-    await until(() =>
-      expect(text('.jp-TFServing-logging .jp-TFServing-toolError')).toBe(
-        'Logging stopped: Permission denied: /tmp/tfs/models/half_plus_two/logs'
-      )
-    );
-    expect(
-      find('.jp-TFServing-logging .jp-TFServing-toolError').getAttribute('role')
-    ).toBe('alert');
-  });
-
-  it('shows the shadow report: agreement, differences, latency, worst pairs', async () => {
-    await open(trafficStats);
-    await until(() => expect(tool('shadow').dataset.state).toBe('active'));
-    expect(text('[data-metric="shadow-summary"]')).toMatch(
-      /^v2 · 100% of the unversioned requests · since /
-    );
-    expect(text('.jp-TFServing-shadow dd[data-metric="pairs"]')).toBe('20');
-    expect(text('.jp-TFServing-shadow dd[data-metric="agreement"]')).toBe(
-      '95%'
-    );
-    expect(
-      find('.jp-TFServing-shadow dd[data-metric="mismatches"]').dataset.value
-    ).toBe('1');
-    const output = (name: string, metric: string) =>
-      text(
-        `.jp-TFServing-shadowOutputs tr[data-output="${name}"] [data-metric="${metric}"]`
+  describe('traffic tools', () => {
+    /** The server answers `stats` from now on; once the panel shows them. */
+    async function open(stats: unknown): Promise<void> {
+      const next = parseStats(stats);
+      api.statsAnswer = next;
+      const logging = next.models[1].logging !== null;
+      await until(() =>
+        expect(tool('logging')?.dataset.state).toBe(logging ? 'on' : 'off')
       );
-    expect(output('y', 'max-diff')).toBe('0.5');
-    expect(output('y', 'mean-diff')).toBe('0.025');
-    expect(output('y', 'argmax')).toBe('–');
-    expect(output('y', 'diff-p99')).toBe('0.5');
-    expect(output('scores', 'argmax')).toBe('95%');
-    expect(output('scores', 'max-diff')).toBe('1.25e-7');
-    const latency = (side: string, q: string) =>
-      text(
-        `.jp-TFServing-shadowLatency tr[data-side="${side}"] [data-metric="${q}"]`
+    }
+
+    const find = (selector: string) =>
+      section('half_plus_two').querySelector(selector) as HTMLElement;
+    const text = (selector: string) => find(selector)?.textContent ?? null;
+    const tool = (kind: string) => find(`.jp-TFServing-${kind}`);
+    const click = (selector: string) => find(selector).click();
+    const result = () => find('.jp-TFServing-result');
+    const type = (selector: string, value: string) => {
+      const input = find(selector) as HTMLInputElement;
+      // React tracks the value it set: go through the native setter
+      Object.getOwnPropertyDescriptor(
+        HTMLInputElement.prototype,
+        'value'
+      )!.set!.call(input, value);
+      input.dispatchEvent(new Event('input', { bubbles: true }));
+    };
+
+    it('shows the warmup and the last minute beside the since-load latency', async () => {
+      await open(trafficStats);
+      const v2 = 'li.jp-TFServing-version[data-version="2"]';
+      await until(() =>
+        expect(text(`${v2} dd[data-metric="recent-p99"]`)).toBe('3.3 ms')
       );
-    expect(latency('serving', 'p50')).toBe('1.4 ms');
-    expect(latency('shadow', 'p99')).toBe('4.4 ms');
-    expect(text('.jp-TFServing-shadowLatency tr[data-side="shadow"] th')).toBe(
-      'shadow v2'
-    );
-    const worst = section().querySelectorAll('.jp-TFServing-worstList > li');
-    expect(worst).toHaveLength(2);
-    expect(
-      worst[0].querySelector('[data-metric="max-diff"]')!.textContent
-    ).toBe('max |Δ| 0.5');
-    expect(
-      worst[0].querySelector('[data-tensors="request"]')!.textContent
-    ).toBe('→ x=[[3]]');
-    expect(
-      worst[1].querySelector('[data-metric="max-diff"]')!.textContent
-    ).toBe('shape (2, 3) vs (2, 4)');
-    expect(worst[1].querySelector('[data-tensors]')).toBeNull();
-    expect(find('[data-action="shadow"]').textContent).toBe('Move shadow');
-    expect(controls(panel).unnamed).toEqual([]);
-  });
+      expect(text(`${v2} dd[data-metric="recent-p50"]`)).toBe('1.4 ms');
+      expect(text(`${v2} dd[data-metric="p99"]`)).toBe('12 ms');
+      expect(
+        find(`${v2} dd[data-metric="recent-p50"]`).previousSibling!.textContent
+      ).toBe('p50 1 min');
+      expect(text(`${v2} [data-metric="warmup"]`)).toBe(
+        'warmup: 2 requests in 0.043 s'
+      );
+      expect(
+        find('li.jp-TFServing-version[data-version="1"] [data-metric="warmup"]')
+      ).toBeNull();
+    });
 
-  it('starts a shadow on the chosen version, after asking', async () => {
-    await open(statsAnswer);
-    await until(() => expect(tool('shadow')).not.toBeNull());
-    expect(tool('shadow').dataset.state).toBe('none');
-    expect(find('[data-action="end-shadow"]')).toBeNull();
-    const select = find('select') as HTMLSelectElement;
-    expect(select.getAttribute('aria-label')).toBe(
-      'Candidate version of the shadow of half_plus_two'
-    );
-    expect(Array.from(select.options).map(o => o.textContent)).toEqual(['v2']);
-    type('input.jp-TFServing-shadowFraction', '50%');
-    click('[data-action="shadow"]');
-    await until(() =>
-      expect(result().textContent).toBe(
-        'Shadow v2 at 50%: done. v2 gets 100% of the unversioned requests as a shadow.'
-      )
-    );
-    expect(host.asked).toEqual([
-      "v2 gets a copy of 50% of the unversioned requests to half_plus_two, after stable v1 has answered: the clients' answers do not change, the server does more work."
-    ]);
-    expect(api.trafficActs).toEqual([
-      ['half_plus_two', { kind: 'shadow', version: 2, fraction: 0.5 }]
-    ]);
-  });
+    it('shows request logging and the recent requests of an open model', async () => {
+      await open(trafficStats);
+      await until(() => expect(tool('logging').dataset.state).toBe('on'));
+      expect(
+        text('.jp-TFServing-logging [data-metric="logging-summary"]')
+      ).toBe('50% of requests');
+      expect(text('.jp-TFServing-logging dd[data-metric="logged"]')).toBe(
+        '1,234'
+      );
+      expect(
+        find('.jp-TFServing-logging dd[data-metric="dropped"]').parentElement!
+          .classList
+      ).toContain('jp-mod-warn');
+      expect(text('.jp-TFServing-logging dd[data-metric="bytes"]')).toBe(
+        '1.2 MB'
+      );
+      const rows = () =>
+        section('half_plus_two').querySelectorAll(
+          '.jp-TFServing-requestList > li'
+        );
+      await until(() => expect(rows()).toHaveLength(4));
+      const first = rows()[0] as HTMLElement;
+      expect(first.dataset.version).toBe('1');
+      expect(
+        first.querySelector('.jp-TFServing-requestMethod')!.textContent
+      ).toBe('predict');
+      expect(first.querySelector('[data-tensors="inputs"]')!.textContent).toBe(
+        '→ x=[[1], [3]]'
+      );
+      expect(first.querySelector('[data-tensors="outputs"]')!.textContent).toBe(
+        '← y=[[2.5], [3.5]]'
+      );
+      const long = rows()[1].querySelector('[data-tensors="inputs"]')!;
+      expect(long.textContent).toBe('→ x=[[0], [1], [2], …+61]');
+      expect(long.getAttribute('title')).toMatch(
+        /^x=\[\[0\], \[1\], .*…\+52\]$/
+      );
+      expect(
+        rows()[2].querySelector('.jp-TFServing-requestMethod')!.textContent
+      ).toBe('regress (regress_x_to_y)');
+      expect(controls(panel).unnamed).toEqual([]);
+    });
 
-  it('refuses a shadow of 0% in the field', async () => {
-    await open(statsAnswer);
-    await until(() => expect(tool('shadow')).not.toBeNull());
-    type('input.jp-TFServing-shadowFraction', '0');
-    click('[data-action="shadow"]');
-    await until(() =>
-      expect(result().textContent).toBe(
-        'Shadow: a shadow takes more than 0% (End stops it)'
-      )
-    );
-    expect(
-      find('input.jp-TFServing-shadowFraction').getAttribute('aria-invalid')
-    ).toBe('true');
-    expect(api.trafficActs).toEqual([]);
-    expect(host.asked).toEqual([]);
-  });
+    it('reads the recent requests only while the model is open', async () => {
+      await open(trafficStats);
+      await until(() => expect(api.requestsCalls.length).toBeGreaterThan(1));
+      expect(model.isWatched('half_plus_two')).toBe(true);
+      click('[data-action="toggle"]');
+      await until(() => expect(model.isWatched('half_plus_two')).toBe(false));
+      const calls = api.requestsCalls.length;
+      await sleep(150);
+      expect(api.requestsCalls.length).toBeLessThanOrEqual(calls + 1);
+      const after = api.requestsCalls.length;
+      await sleep(150);
+      expect(api.requestsCalls).toHaveLength(after);
+      click('[data-action="toggle"]');
+      await until(() =>
+        expect(api.requestsCalls.length).toBeGreaterThan(after)
+      );
+    });
 
-  it('ends the shadow after asking, and not when the user keeps it', async () => {
-    await open(trafficStats);
-    await until(() =>
-      expect(find('[data-action="end-shadow"]')).not.toBeNull()
-    );
-    host.answer = false;
-    click('[data-action="end-shadow"]');
-    await until(() =>
-      expect(result().textContent).toBe('End the shadow: cancelled.')
-    );
-    expect(api.trafficActs).toEqual([]);
-    expect(host.dismissLabels).toEqual(['Keep shadowing']);
-    host.answer = true;
-    click('[data-action="end-shadow"]');
-    await until(() => expect(api.trafficActs).toHaveLength(1));
-    expect(api.trafficActs[0]).toEqual([
-      'half_plus_two',
-      { kind: 'endShadow' }
-    ]);
-  });
+    it('shows why logging stopped, as an error', async () => {
+      const stats = parseStats(trafficStats);
+      stats.models[1].logging!.error =
+        'Permission denied: /tmp/tfs/models/half_plus_two/logs';
+      await open(trafficStats);
+      api.statsAnswer = stats;
+      await until(() =>
+        expect(text('.jp-TFServing-logging .jp-TFServing-toolError')).toBe(
+          'Logging stopped: Permission denied: /tmp/tfs/models/half_plus_two/logs'
+        )
+      );
+      expect(
+        find('.jp-TFServing-logging .jp-TFServing-toolError').getAttribute(
+          'role'
+        )
+      ).toBe('alert');
+    });
 
-  it('turns logging on after asking, and off without', async () => {
-    await open(statsAnswer);
-    await until(() => expect(tool('logging')).not.toBeNull());
-    expect(tool('logging').dataset.state).toBe('off');
-    expect(find('.jp-TFServing-requests')).toBeNull();
-    expect(
-      (find('[data-action="logging-off"]') as HTMLButtonElement).disabled
-    ).toBe(true);
-    type('input.jp-TFServing-loggingRate', '10%');
-    click('[data-action="logging"]');
-    await until(() => expect(api.trafficActs).toHaveLength(1));
-    expect(api.trafficActs[0]).toEqual([
-      'half_plus_two',
-      { kind: 'logging', rate: 0.1 }
-    ]);
-    expect(host.asked[0]).toMatch(/^The server writes 10% of the requests/);
-    api.statsAnswer = parseStats(trafficStats);
-    await until(() => expect(tool('logging').dataset.state).toBe('on'));
-    click('[data-action="logging-off"]');
-    await until(() => expect(api.trafficActs).toHaveLength(2));
-    expect(api.trafficActs[1]).toEqual([
-      'half_plus_two',
-      { kind: 'logging', rate: 0 }
-    ]);
-    expect(host.asked).toHaveLength(1);
+    it('shows the shadow report: agreement, differences, latency, worst pairs', async () => {
+      await open(trafficStats);
+      await until(() => expect(tool('shadow').dataset.state).toBe('active'));
+      expect(text('[data-metric="shadow-summary"]')).toMatch(
+        /^v2 · 100% of the unversioned requests · since /
+      );
+      expect(text('.jp-TFServing-shadow dd[data-metric="pairs"]')).toBe('20');
+      expect(text('.jp-TFServing-shadow dd[data-metric="agreement"]')).toBe(
+        '95%'
+      );
+      expect(
+        find('.jp-TFServing-shadow dd[data-metric="mismatches"]').dataset.value
+      ).toBe('1');
+      const output = (name: string, metric: string) =>
+        text(
+          `.jp-TFServing-shadowOutputs tr[data-output="${name}"] [data-metric="${metric}"]`
+        );
+      expect(output('y', 'agreement')).toBe('95%');
+      expect(output('y', 'max-diff')).toBe('0.5');
+      expect(output('y', 'mean-diff')).toBe('0.025');
+      expect(output('y', 'argmax')).toBe('–');
+      expect(output('y', 'diff-p99')).toBe('0.5');
+      expect(output('scores', 'argmax')).toBe('95%');
+      expect(output('scores', 'max-diff')).toBe('1.25e-7');
+      const latency = (side: string, q: string) =>
+        text(
+          `.jp-TFServing-shadowLatency tr[data-side="${side}"] [data-metric="${q}"]`
+        );
+      expect(latency('serving', 'p50')).toBe('1.4 ms');
+      expect(latency('shadow', 'p99')).toBe('4.4 ms');
+      expect(
+        text('.jp-TFServing-shadowLatency tr[data-side="shadow"] th')
+      ).toBe('shadow v2');
+      const worst = section('half_plus_two').querySelectorAll(
+        '.jp-TFServing-worstList > li'
+      );
+      expect(worst).toHaveLength(2);
+      expect(
+        worst[0].querySelector('[data-metric="max-diff"]')!.textContent
+      ).toBe('max |Δ| 0.5');
+      expect(
+        worst[0].querySelector('[data-tensors="request"]')!.textContent
+      ).toBe('→ x=[[3]]');
+      expect(
+        worst[1].querySelector('[data-metric="max-diff"]')!.textContent
+      ).toBe('shape (2, 3) vs (2, 4)');
+      expect(worst[1].querySelector('[data-tensors]')).toBeNull();
+      expect(find('[data-action="shadow"]').textContent).toBe('Move shadow');
+      expect(controls(panel).unnamed).toEqual([]);
+    });
+
+    it('shows the three worst pairs, and all of them on demand', async () => {
+      const stats = parseStats(trafficStats);
+      const report = stats.models[1].shadow!;
+      report.worst = Array.from({ length: 10 }, (_, i) => ({
+        ...report.worst[0],
+        max_abs_diff: 10 - i
+      }));
+      await open(trafficStats);
+      api.statsAnswer = stats;
+      const worst = () =>
+        section('half_plus_two').querySelectorAll(
+          '.jp-TFServing-worstList > li'
+        );
+      await until(() =>
+        expect(find('[data-action="more-worst"]')).not.toBeNull()
+      );
+      expect(worst()).toHaveLength(3);
+      expect(text('[data-action="more-worst"]')).toBe('Show all 10');
+      click('[data-action="more-worst"]');
+      await until(() => expect(worst()).toHaveLength(10));
+      expect(
+        Array.from(worst()).map(
+          w => w.querySelector('[data-metric="max-diff"]')!.textContent
+        )[9]
+      ).toBe('max |Δ| 1');
+      expect(find('[data-action="more-worst"]')).toBeNull();
+    });
+
+    it('starts a shadow on the chosen version, after asking', async () => {
+      await open(statsAnswer);
+      await until(() => expect(tool('shadow')).not.toBeNull());
+      expect(tool('shadow').dataset.state).toBe('none');
+      expect(find('[data-action="end-shadow"]')).toBeNull();
+      const select = find('select') as HTMLSelectElement;
+      expect(select.getAttribute('aria-label')).toBe(
+        'Candidate version of the shadow of half_plus_two'
+      );
+      expect(Array.from(select.options).map(o => o.textContent)).toEqual([
+        'v2'
+      ]);
+      type('input.jp-TFServing-shadowFraction', '50%');
+      click('[data-action="shadow"]');
+      await until(() =>
+        expect(result().textContent).toBe(
+          'Shadow v2 at 50%: done. v2 gets 100% of the unversioned requests as a shadow.'
+        )
+      );
+      expect(host.asked).toEqual([
+        "v2 gets a copy of 50% of the unversioned requests to half_plus_two, after stable v1 has answered: the clients' answers do not change, the server does more work."
+      ]);
+      expect(api.trafficActs).toEqual([
+        ['half_plus_two', { kind: 'shadow', version: 2, fraction: 0.5 }]
+      ]);
+    });
+
+    it('refuses a shadow of 0% in the field', async () => {
+      await open(statsAnswer);
+      await until(() => expect(tool('shadow')).not.toBeNull());
+      type('input.jp-TFServing-shadowFraction', '0');
+      click('[data-action="shadow"]');
+      await until(() =>
+        expect(result().textContent).toBe(
+          'Shadow: a shadow takes more than 0% (End stops it)'
+        )
+      );
+      expect(
+        find('input.jp-TFServing-shadowFraction').getAttribute('aria-invalid')
+      ).toBe('true');
+      expect(api.trafficActs).toEqual([]);
+      expect(host.asked).toEqual([]);
+    });
+
+    it('ends the shadow after asking, and not when the user keeps it', async () => {
+      await open(trafficStats);
+      await until(() =>
+        expect(find('[data-action="end-shadow"]')).not.toBeNull()
+      );
+      host.answer = false;
+      click('[data-action="end-shadow"]');
+      await until(() =>
+        expect(result().textContent).toBe('End the shadow: cancelled.')
+      );
+      expect(api.trafficActs).toEqual([]);
+      expect(host.dismissLabels).toEqual(['Keep shadowing']);
+      host.answer = true;
+      click('[data-action="end-shadow"]');
+      await until(() => expect(api.trafficActs).toHaveLength(1));
+      expect(api.trafficActs[0]).toEqual([
+        'half_plus_two',
+        { kind: 'endShadow' }
+      ]);
+    });
+
+    it('turns logging on after asking, and off without', async () => {
+      await open(statsAnswer);
+      await until(() => expect(tool('logging')).not.toBeNull());
+      expect(tool('logging').dataset.state).toBe('off');
+      expect(find('.jp-TFServing-requests')).toBeNull();
+      expect(
+        (find('[data-action="logging-off"]') as HTMLButtonElement).disabled
+      ).toBe(true);
+      type('input.jp-TFServing-loggingRate', '10%');
+      click('[data-action="logging"]');
+      await until(() => expect(api.trafficActs).toHaveLength(1));
+      expect(api.trafficActs[0]).toEqual([
+        'half_plus_two',
+        { kind: 'logging', rate: 0.1 }
+      ]);
+      expect(host.asked[0]).toMatch(/^The server writes 10% of the requests/);
+      api.statsAnswer = parseStats(trafficStats);
+      await until(() => expect(tool('logging').dataset.state).toBe('on'));
+      click('[data-action="logging-off"]');
+      await until(() => expect(api.trafficActs).toHaveLength(2));
+      expect(api.trafficActs[1]).toEqual([
+        'half_plus_two',
+        { kind: 'logging', rate: 0 }
+      ]);
+      expect(host.asked).toHaveLength(1);
+    });
   });
 });
 

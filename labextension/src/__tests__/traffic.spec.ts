@@ -4,7 +4,9 @@
  * in a few characters, the shadow report, their actions, questions and answers. Fixtures: a
  * stats answer of half_plus_two v1 (stable) and v2 (a shadow at 100%, logging at 50%), its
  * logged requests, its shadow report and logging status, shaped as the issue-14 contract
- * (`GET P/api/stats`, `GET P/api/models/{m}/requests`, `.../shadow`, `:logging`) has them.
+ * (`GET P/api/stats`, `GET P/api/models/{m}/requests`, `.../shadow`, `:logging`) has them and
+ * as a live server answered them (with cases a quick capture lacks: a mismatch, class scores,
+ * drops, warmup).
  */
 
 import {
@@ -285,6 +287,7 @@ describe('the shadow report', () => {
         name: 'scores',
         pairs: '20',
         mismatches: 1,
+        agreement: '95%',
         max: '1.25e-7',
         mean: '3.1e-8',
         argmax: '95%',
@@ -296,6 +299,7 @@ describe('the shadow report', () => {
         name: 'y',
         pairs: '20',
         mismatches: 0,
+        agreement: '95%',
         max: '0.5',
         mean: '0.025',
         argmax: '–',
