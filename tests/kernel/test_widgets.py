@@ -16,7 +16,15 @@ import pytest
 
 from jupyter_tfserving.kernel.client import TFServingClient, TFServingError
 from jupyter_tfserving.kernel.serving import serve
-from jupyter_tfserving.kernel.widgets import Dashboard, ModelPanel, dashboard
+from jupyter_tfserving.kernel.widgets import (
+    RECENT_REQUESTS_SHOWN,
+    Dashboard,
+    ModelPanel,
+    dashboard,
+    logging_html,
+    render_shadow_png,
+    warmup_text,
+)
 
 PNG = b"\x89PNG"
 
@@ -27,6 +35,10 @@ def double(x):
 
 def triple(x):
     return np.asarray(x) * 3.0
+
+
+def double_plus_half(x):
+    return np.asarray(x) * 2.0 + 0.5
 
 
 @pytest.fixture
@@ -86,6 +98,9 @@ def test_the_table_shows_versions_labels_traffic_and_histograms(demo, boards):
     assert int(v1["requests"]) > 0 and int(v2["requests"]) > 0
     assert v1["errors"] == "0" and v1["in_flight"] == "0"
     assert float(v1["p50"]) > 0 and float(v1["p99"]) >= float(v1["p50"])
+    # the last minute's latency beside the one since load; no warmup file for a callable
+    assert float(v1["recent_p50"]) > 0 and float(v1["recent_p99"]) >= float(v1["recent_p50"])
+    assert v1["warmup"] == "–"
     assert "v1</span> 75%" in panel.header.value and "v2</span> 25%" in panel.header.value
     assert bytes(panel.image.value).startswith(PNG)
     assert [v for _, v in panel.versions.options] == [2, 1] and panel.versions.value == 2
@@ -284,9 +299,138 @@ def test_the_module_never_imports_pyplot():
         "png = d.render_latency_png([(1, 'v1', [0, 3, 5] + [0] * 31),"
         " (2, 'v2', [0, 0, 1, 2] + [0] * 30)], bounds)\n"
         "assert png.startswith(b'\\x89PNG'), png[:8]\n"
+        "shadow = d.render_shadow_png({'candidate_version': 2, 'latency_us': {'serving':"
+        " {'count': 1, 'p50': 5.0}}, 'outputs': {'y': {'abs_diff_quantiles': {'p50': 0.1}}}})\n"
+        "assert shadow.startswith(b'\\x89PNG'), shadow[:8]\n"
         "assert 'matplotlib.figure' in sys.modules\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+class CountingClient(TFServingClient):
+    """The real client, counting the paths it calls (the dashboard's REST traffic)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        super().__init__(url, token)
+        self.paths: list[str] = []
+
+    def call(self, method: str, path: str, **kwargs):
+        self.paths.append(path)
+        return super().call(method, path, **kwargs)
+
+
+def test_the_warmup_a_version_ran_is_in_its_row(server, boards):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    serve(model, name="warm", example=np.random.rand(5, 4), quiet=True)
+    board = make(boards, "warm", start=False)
+    warmup = row(board.panels["warm"], 1)["warmup"]
+    assert re.fullmatch(r"1 in [0-9.e+-]+ m?s", warmup), warmup
+
+
+def test_request_logging_and_the_newest_logged_requests(server, boards):
+    m = serve(double, name="logged", example=np.ones((1, 2)), quiet=True)
+    client = CountingClient(server.url, server.token)
+    board = make(boards, "logged", client=client, start=False)
+    panel = board.panels["logged"]
+    assert text(panel.request_log) == "Request logging: off"
+    assert "data-request" not in panel.request_log.value
+
+    m.logging(1.0)
+    for i in range(RECENT_REQUESTS_SHOWN + 2):
+        m.predict([[float(i), 1.0]])
+    board.refresh()
+    shown = text(panel.request_log)
+    assert shown.startswith("Request logging: 100% of requests → .logs/logged/requests · "
+                            f"{RECENT_REQUESTS_SHOWN + 2} logged · 0 dropped · 1 file, "), shown
+    rows = re.findall(r'<tr data-request="(\d+)">(.*?)</tr>', panel.request_log.value)
+    assert [int(i) for i, _ in rows] == list(range(RECENT_REQUESTS_SHOWN))
+    newest = re.sub(r"<[^>]+>", "|", rows[0][1])
+    assert "v1" in newest and "predict" in newest and "serving_default" in newest
+    assert f"[[{RECENT_REQUESTS_SHOWN + 1}.0,1.0]]" in newest  # the newest first
+    assert f"[[{2.0 * (RECENT_REQUESTS_SHOWN + 1)},2.0]]" in newest  # with its answer
+
+    # read again only when more were logged
+    reads = client.paths.count("/api/models/logged/requests")
+    assert reads == 1
+    board.refresh()
+    assert client.paths.count("/api/models/logged/requests") == reads
+    m.predict([[100.0, 1.0]])
+    board.refresh()
+    assert client.paths.count("/api/models/logged/requests") == reads + 1
+    assert "[[100.0,1.0]]" in re.findall(r'<tr data-request="0">(.*?)</tr>',
+                                         panel.request_log.value)[0]
+
+    m.logging(0)
+    board.refresh()
+    assert text(panel.request_log).startswith("Request logging: off · 8 logged")
+    assert "data-request" not in panel.request_log.value
+    board.refresh()
+    assert client.paths.count("/api/models/logged/requests") == reads + 1  # off: not read
+
+
+def test_the_shadow_report_with_its_figure(server, boards):
+    m1 = serve(double, name="shadowed", example=np.ones((1, 1)), quiet=True)
+    m2 = serve(double_plus_half, name="shadowed", canary=0.0, example=np.ones((1, 1)),
+               quiet=True)
+    board = make(boards, "shadowed", start=False)
+    panel = board.panels["shadowed"]
+    assert panel.shadow.value == "" and panel.shadow_image.layout.display == "none"
+
+    m2.shadow(1.0)
+    for value in (1.0, 2.0, 3.0):
+        m1.client.predict("shadowed", [[value]])
+    wait_for(lambda: board.refresh() and "3 pairs" in text(panel.shadow))
+    shown = text(panel.shadow)
+    assert "Shadow traffic" in shown and "version 2 shadowing 100.0%" in shown
+    assert "agreement 0.0%" in shown and "running" in shown
+    assert "0.5" in shown  # the known difference, in the report's own table
+    assert panel.shadow_image.layout.display is None
+    png = bytes(panel.shadow_image.value)
+    assert png.startswith(PNG)
+    board.refresh()
+    assert bytes(panel.shadow_image.value) == png  # the same figures: not re-rendered
+
+    m2.shadow(0)
+    board.refresh()
+    assert "ended (stopped)" in text(panel.shadow)
+    m2.promote()
+    board.refresh()
+    assert "ended (stopped)" in text(panel.shadow) and row(panel, 2)["labels"] == "stable"
+
+
+def test_the_traffic_views_render_what_the_contract_allows():
+    assert warmup_text(None) == "–"
+    assert warmup_text({"requests": 3, "seconds": 0.0123}) == "3 in 12.3 ms"
+    assert warmup_text({"requests": 1, "seconds": 2.5}) == "1 in 2.5 s"
+
+    status = {"sampling_rate": 0.25, "filename_prefix": "<logs>/x", "logged": 1234,
+              "dropped": 2, "bytes": 2_500_000, "files": 2, "error": "disk <full>"}
+    record = {"time": 0.0, "version": 3, "method": "predict", "signature_name": "<sig>",
+              "inputs": {"x": [list(range(100))]}, "outputs": {"y": [[{"b64": "AA=="}]]}}
+    page = logging_html(status, [record], "could not read")
+    assert "25% of requests" in page and "&lt;logs&gt;/x" in page and "<logs>" not in page
+    assert "1,234 logged · 2 dropped · 2 files, 2.5 MB" in page
+    assert "disk &lt;full&gt;" in page and "could not read" in page and "&lt;sig&gt;" in page
+    inputs = re.findall(r"<code>(.*?)</code>", page)[1]
+    assert len(inputs) == 60 and inputs.endswith("…")  # a preview, not the tensor
+    assert '{"y":[[{"b64":"AA=="}]]}' in page.replace("&quot;", '"')
+    assert logging_html({**status, "sampling_rate": 0.0, "logged": 0}).endswith(
+        "Request logging: off</span>")
+
+    empty = {"model": "m", "candidate_version": 2, "latency_us": {
+        "serving": {"count": 0, "p50": None, "p90": None, "p99": None},
+        "shadow": {"count": 0, "p50": None, "p90": None, "p99": None}},
+        "outputs": {"y": {"abs_diff_quantiles": {"p50": None, "p90": None, "p99": None}}}}
+    assert render_shadow_png(empty).startswith(PNG)
+    full = {**empty, "latency_us": {
+        "serving": {"count": 5, "p50": 100.0, "p90": 150.0, "p99": 300.0},
+        "shadow": {"count": 5, "p50": 180.0, "p90": None, "p99": 400.0}},
+        "outputs": {"y": {"abs_diff_quantiles": {"p50": 0.5, "p90": 0.5, "p99": 0.5}},
+                    "labels": {"abs_diff_quantiles": None}}}
+    png = render_shadow_png(full, "#1f77b4")
+    assert png.startswith(PNG) and png != render_shadow_png(empty)
