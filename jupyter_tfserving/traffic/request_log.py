@@ -79,6 +79,10 @@ MAX_TOTAL_BYTES = 1 << 30
 QUEUE_SIZE = 1024
 # The most records one read returns.
 MAX_READ = 1000
+# The newest records written are also kept in memory (at most this many, and bytes), so the
+# dashboard's and the panel's polls of recent requests do not read the files.
+RECENT_KEPT = 100
+RECENT_KEPT_BYTES = 8 << 20
 # TFRecord's framing around each record: its length (8 bytes) and two CRCs (4 each).
 _FRAMING = 16
 # Records the writer takes off the queue before it flushes.
@@ -294,6 +298,8 @@ class _ModelLog:
         self._writer: Any = None
         self._current: str | None = None
         self._seq = 0
+        self._recent: collections.deque[bytes] = collections.deque()
+        self._recent_bytes = 0
 
     @property
     def active(self) -> bool:
@@ -306,6 +312,8 @@ class _ModelLog:
         with self.lock:
             if path != self.path:
                 self._close()
+                self._recent.clear()
+                self._recent_bytes = 0
                 self.files = dict(log_files(path)) if path is not None else {}
                 self._seq = 0
                 self.write_error = None
@@ -345,6 +353,24 @@ class _ModelLog:
                 self._close(quiet=True)
             else:
                 self.logged += 1
+                self._keep(record)
+
+    def _keep(self, record: bytes) -> None:
+        """Remember ``record`` among the newest (lock held)."""
+        recent = self._recent
+        recent.append(record)
+        self._recent_bytes += len(record)
+        while len(recent) > RECENT_KEPT or (self._recent_bytes > RECENT_KEPT_BYTES
+                                            and len(recent) > 1):
+            self._recent_bytes -= len(recent.popleft())
+
+    def newest_kept(self, n: int) -> list[bytes] | None:
+        """The ``n`` newest records written by this process, newest first, when it still holds
+        that many in memory; else None (read the files)."""
+        with self.lock:
+            if len(self._recent) < n:
+                return None
+            return [self._recent[-i] for i in range(1, n + 1)]
 
     def _append(self, tf: Any, record: bytes) -> None:
         size = len(record) + _FRAMING
@@ -650,7 +676,11 @@ class RequestLog:
             raise invalid_argument(f"n must be an integer from 1 to {MAX_READ}, got {n!r}")
         if self._thread is not None:
             self.drain(READ_WAIT_SECONDS)
-        paths = self._model_log(model).paths_newest_first()
+        model_log = self._model_log(model)
+        kept = model_log.newest_kept(n)
+        if kept is not None:
+            return kept
+        paths = model_log.paths_newest_first()
         if not paths:
             return []
         tf = _tensorflow()

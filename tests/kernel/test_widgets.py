@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from html import unescape
 
 import numpy as np
 import pytest
@@ -416,7 +417,7 @@ def test_the_traffic_views_render_what_the_contract_allows():
     assert "25% of requests" in page and "&lt;logs&gt;/x" in page and "<logs>" not in page
     assert "1,234 logged · 2 dropped · 2 files, 2.5 MB" in page
     assert "disk &lt;full&gt;" in page and "could not read" in page and "&lt;sig&gt;" in page
-    inputs = re.findall(r"<code>(.*?)</code>", page)[1]
+    inputs = unescape(re.findall(r"<code>(.*?)</code>", page)[1])
     assert len(inputs) == 60 and inputs.endswith("…")  # a preview, not the tensor
     assert '{"y":[[{"b64":"AA=="}]]}' in page.replace("&quot;", '"')
     assert logging_html({**status, "sampling_rate": 0.0, "logged": 0}).endswith(
