@@ -175,7 +175,7 @@ def render_shadow_png(report: Mapping[str, Any], serving_colour: str = "#7f7f7f"
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.4, 2.2), dpi=80)
+    fig = Figure(figsize=(6.4, 2.4), dpi=80)
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)
     x = np.arange(len(_QUANTILES))
@@ -196,7 +196,8 @@ def render_shadow_png(report: Mapping[str, Any], serving_colour: str = "#7f7f7f"
     if drawn:
         left.set_xticks(x, _QUANTILES)
         left.set_ylabel("latency (ms)")
-        left.legend(loc="upper left", fontsize="small", frameon=False)
+        left.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, fontsize="small",
+                   frameon=False)
         left.grid(axis="y", alpha=0.3)
     else:
         _empty_axes(left, "no pairs yet")
@@ -213,7 +214,8 @@ def render_shadow_png(report: Mapping[str, Any], serving_colour: str = "#7f7f7f"
                       color=colours(i % colours.N), label=name)
         right.set_xticks(x, _QUANTILES)
         right.set_ylabel("|serving − shadow|")
-        right.legend(loc="upper left", fontsize="small", frameon=False)
+        right.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2,
+                   fontsize="small", frameon=False)
         right.grid(axis="y", alpha=0.3)
     else:
         _empty_axes(right, "no differences yet")
@@ -324,11 +326,13 @@ class ModelPanel(widgets.VBox):
         self.jobs = widgets.HTML()
         self.request_log = widgets.HTML()
         self.shadow = widgets.HTML()
-        self.shadow_image = widgets.Image(format="png", layout=widgets.Layout(display="none"))
+        # at its own size (a column would stretch it), hidden until the model has a shadow
+        self.shadow_image = widgets.Image(
+            format="png", layout=widgets.Layout(display="none", align_self="flex-start"))
         controls = widgets.HBox([self.versions, self.weight, *self.buttons.values()])
         super().__init__([self.header, widgets.HBox([self.table, self.evaluation]), controls,
-                          self.status, self.jobs, self.image, self.request_log,
-                          widgets.HBox([self.shadow, self.shadow_image])],
+                          self.status, self.jobs, self.image, self.request_log, self.shadow,
+                          self.shadow_image],
                          layout=widgets.Layout(margin="0 0 12px 0"))
 
     # ------------------------------------------------------------------ actions

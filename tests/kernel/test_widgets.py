@@ -420,7 +420,7 @@ def test_the_traffic_views_render_what_the_contract_allows():
     inputs = unescape(re.findall(r"<code>(.*?)</code>", page)[1])
     assert len(inputs) == 60 and inputs.endswith("…")  # a preview, not the tensor
     assert '{"y":[[{"b64":"AA=="}]]}' in page.replace("&quot;", '"')
-    assert logging_html({**status, "sampling_rate": 0.0, "logged": 0}).endswith(
+    assert logging_html({**status, "sampling_rate": 0.0, "logged": 0, "error": None}).endswith(
         "Request logging: off</span>")
 
     empty = {"model": "m", "candidate_version": 2, "latency_us": {

@@ -14,7 +14,10 @@ from ..jupyter_process import REPO, JupyterServer, child_env
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 # the model each notebook serves
 SERVES = {"quickstart": "quickstart", "versions_and_canary": "canary_demo",
-          "dashboard": "dashdemo", "bulk_and_evaluate": "churn"}
+          "dashboard": "dashdemo", "bulk_and_evaluate": "churn", "shadow_and_logs": "scorer"}
+# what a notebook's outputs show besides (text, HTML, widget views), where it matters
+SHOWS = {"shadow_and_logs": ("pairs, agreement", "ended (promoted)", "inputs.features",
+                             "application/vnd.jupyter.widget-view+json")}
 
 
 @pytest.fixture(scope="module")
@@ -53,5 +56,10 @@ def test_notebook_runs_against_the_server(path: Path, server: JupyterServer, mon
     assert "Error" not in outputs and "Traceback" not in outputs, outputs
     # the models were served by the server, not by an embedded fallback in the kernel
     assert "serving from this process" not in outputs
+    shown = outputs + "".join(
+        str(out.get("data", {}).get("text/html", "")) + " ".join(out.get("data", {}))
+        for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", []))
+    for expected in SHOWS.get(path.stem, ()):
+        assert expected in shown, (expected, shown)
     models = server.get("/tfserving/api/models").json()["models"]
     assert SERVES[path.stem] in {m["name"] for m in models}
