@@ -50,7 +50,8 @@ What is measured, all in one run, side by side (the machine is shared and noisy)
    where the extra CPU goes. **Target: each costs <= 10% of req/s** (setting / none >= 0.9).
 3. ``--profile``: after the rounds, one more load per model and setting under ``py-spy record
    --threads --nonblocking`` (needs ``.venv/bin/pip install py-spy``), summarised as
-   ``benchmarks/profile_server.py`` summarises (threads, stages, top functions by self time);
+   ``benchmarks/profile_server.py`` summarises (threads, stages, top functions by self time;
+   ``--profile-gil``: only the thread holding the GIL is sampled);
    raw profiles in ``benchmarks/results/profiles/<stamp>-traffic-<model>-<setting>/``.
 
 Prints one JSON object (the last line of stdout); progress goes to stderr.
@@ -497,7 +498,8 @@ def profile_load(args: argparse.Namespace, srv: Server, workdir: Path, model: st
     raw = out_dir / "profile.txt"
     # py-spy starts after the load generator's warm-up (the sleep), for the measured window
     spy = ["sh", "-c", f"sleep {args.warmup} && exec {pyspy} record -p {srv.proc.pid} "
-           f"--threads --nonblocking -f raw -r {args.profile_rate} "
+           f"--threads --nonblocking {'--gil ' if args.profile_gil else ''}-f raw "
+           f"-r {args.profile_rate} "
            f"-d {int(args.duration)} -o {raw}"]
     log(f"traffic: profiling {model} {setting}: {spy[-1]}")
     r = one_load(args, srv, workdir, model, setting, concurrency, spy)
@@ -507,7 +509,8 @@ def profile_load(args: argparse.Namespace, srv: Server, workdir: Path, model: st
     if raw.exists():
         summary = summarise(parse_raw(raw))
         text = markdown(summary, f"traffic {model} x{concurrency} {setting}, "
-                                 f"{args.duration:.0f} s, {args.profile_rate} Hz")
+                                 f"{args.duration:.0f} s, {args.profile_rate} Hz"
+                                 f"{', GIL holder only' if args.profile_gil else ''}")
         (out_dir / "summary.md").write_text(text + "\n")
         result["summary"] = summary
     (out_dir / "load.json").write_text(json.dumps(r, indent=1, default=str))
@@ -645,6 +648,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true",
                    help="cost: one more load per model and setting under py-spy")
     p.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second")
+    p.add_argument("--profile-gil", action="store_true",
+                   help="py-spy --gil: sample only the thread holding the GIL (shares of GIL "
+                   "time: on a server whose IOLoop is GIL-bound, what other threads take from "
+                   "it)")
     p.add_argument("--export", metavar="CACHE", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.export:

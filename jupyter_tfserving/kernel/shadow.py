@@ -81,8 +81,9 @@ class ShadowReport:
         return frame.set_index("output")
 
     def latency_table(self) -> Any:
-        """A pandas DataFrame: the serving version's and the candidate's latency (count,
-        p50, p90, p99 in microseconds), one row each."""
+        """A pandas DataFrame: the serving version's and the candidate's model run time for
+        the compared requests (count, p50, p90, p99 in microseconds; the run of the batch that
+        answered each, time queued left out), one row each."""
         import pandas as pd
 
         latency = self._data.get("latency_us", {})
@@ -125,7 +126,7 @@ class ShadowReport:
                 "<table><tr><th>output</th><th>pairs</th><th>mismatches</th>"
                 "<th>agreement</th><th>max abs diff</th><th>mean abs diff</th>"
                 f"<th>argmax agreement</th><th>p99 abs diff</th></tr>{outputs}</table>"
-                "<table><tr><th>latency (µs)</th><th>p50</th><th>p90</th><th>p99</th></tr>"
+                "<table><tr><th>model run (µs)</th><th>p50</th><th>p90</th><th>p99</th></tr>"
                 f"{latencies}</table>"
                 + (f"<small>Worst pairs:</small><ol>{worst}</ol>" if worst else "")
                 + "</div>")
