@@ -28,6 +28,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 
 from .batching import BatchingParameters, BatchScheduler, RunFuture
+from .batching.scheduler import BULK_QUIET_SECONDS
 from .core.admission import Admission, Ticket
 from .core.handle import ServableHandle
 from .core.manager import Manager
@@ -325,15 +326,20 @@ class DataPlane:
             return None
         return self.options.model_batching.get(model, self.options.batching)
 
-    def submit_predict(self, call: PredictCall, *, bulk: bool = False) -> RunFuture:
+    def submit_predict(self, call: PredictCall, *, bulk: bool = False,
+                       shadow: bool = False) -> RunFuture:
         """Run a begun predict on its version, batched with other callers' rows when the
         model's batching is on and the signature has a batch dimension; else alone on a request
         thread. Returns at once. The call's handle is released, and the work counted for
         ``stop`` until, the future completes (whatever the outcome), so a version unloads, and
         the service stops, only after the model ran. Raises UNAVAILABLE at once when the batch
         queue is full; a failure of the run carries the version. ``bulk`` (a bulk job's rows):
-        batched in queues of their own that run only when no online batch is ready (the
-        scheduler's bulk lane), with no deadline."""
+        batched in queues of their own that run only when no online batch is ready or running
+        and online work has been idle for ``BULK_QUIET_SECONDS`` (the scheduler's bulk lane),
+        with no deadline. ``shadow`` (a shadow traffic copy): the same lane without the quiet
+        period, so copies also run between one client's requests. Unbatched calls run on a
+        request thread either way. The batch key's last element is the lane: "online",
+        "bulk" or "shadow"."""
         handle = call.handle
         servable = handle.servable
         model, version = handle.id.name, handle.id.version
@@ -349,6 +355,9 @@ class DataPlane:
 
         work = self.admission.extend()
         params = self.batching_parameters(model)
+        low = bulk or shadow
+        lane = "shadow" if shadow else "bulk" if bulk else "online"
+        quiet = 0.0 if shadow else BULK_QUIET_SECONDS
         try:
             if params is not None and is_batchable(call.signature, call.inputs):
                 # Rows can share a batch when their non-batch shapes match, or, with
@@ -356,11 +365,11 @@ class DataPlane:
                 pad = params.pad_variable_length_inputs
                 key = (model, version, signature_name,
                        tuple((k, a.dtype.str, a.ndim if pad else a.shape[1:])
-                             for k, a in sorted(call.inputs.items())), bulk)
-                timeout = None if bulk else self.options.request_timeout_seconds
+                             for k, a in sorted(call.inputs.items())), lane)
+                timeout = None if low else self.options.request_timeout_seconds
                 deadline = time.monotonic() + timeout if timeout else None
                 future = self._scheduler.schedule(key, call.inputs, run, params, deadline,
-                                                  bulk=bulk)
+                                                  bulk=low, quiet_seconds=quiet)
             else:
                 future = RunFuture()
                 self._executor.submit(_run_into, future, run, call.inputs)
@@ -379,7 +388,7 @@ class DataPlane:
             exc = f.exception() if not f.cancelled() else None
             if isinstance(exc, ServingError):
                 exc.version = version
-            elif exc is None and ref is not None and not bulk and self._observers \
+            elif exc is None and ref is not None and not low and self._observers \
                     and not f.cancelled():
                 self._report(Exchange(ref, version, "predict", signature_name, call.signature,
                                       call.inputs, None, f.result(),

@@ -214,8 +214,8 @@ class ModelService:
 
     def _record_batch(self, event: BatchEvent) -> None:
         # The data plane's batch key: (model, version, signature name, input dtypes and shapes,
-        # bulk).
-        model = cast("tuple[str, int, str, object, bool]", event.key)[0]
+        # lane).
+        model = cast("tuple[str, int, str, object, str]", event.key)[0]
         self.stats.record_batch(model, event.input_batch_size, event.processed_batch_size,
                                 event.queuing_latencies)
 
@@ -236,9 +236,9 @@ class ModelService:
         Prometheus gauge, at scrape time."""
         out: dict[str, int] = {}
         for queue in self.scheduler.queue_stats():
-            # The data plane's batch key: (model, version, signature, inputs, bulk).
-            model, *_, bulk = cast("tuple[str, int, str, object, bool]", queue.key)
-            if not bulk:
+            # The data plane's batch key: (model, version, signature, inputs, lane).
+            model, *_, lane = cast("tuple[str, int, str, object, str]", queue.key)
+            if lane == "online":
                 out[model] = max(out.get(model, 0), queue.batch_timeout_micros)
         return out
 

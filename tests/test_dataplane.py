@@ -95,7 +95,7 @@ def test_bulk_predicts_run_in_queues_of_their_own(tmp_path):
         assert [f.result(10)["y"].ravel().tolist() for f in bulk] == [
             [2.0 * i, 2.0 * i + 2] for i in range(5)]
         keys = {stats.key[-1] for stats in service.scheduler.queue_stats()}
-        assert keys == {True, False}
+        assert keys == {"bulk", "online"}
         assert service.in_flight().get(("m", 1), 0) == 0
     finally:
         service.stop()

@@ -243,10 +243,12 @@ class _Queue:
     of what ran by its statistics lock."""
 
     def __init__(self, key: Hashable, params: BatchingParameters, now: float,
-                 bulk: bool = False) -> None:
+                 bulk: bool = False, quiet_seconds: float = 0.0) -> None:
         self.key = key
         self.params = params
-        self.bulk = bulk  # a bulk job's queue: runs only while online work is idle
+        self.bulk = bulk  # low priority: runs only while no online batch is ready or running
+        # ... and once online work has been idle this long
+        self.quiet_seconds = quiet_seconds
         self.capacity = params.execution_batch_size
         timeout = params.batch_timeout_micros
         # "auto": the adaptive wait sets ``timeout`` and ``quiet`` as each batch opens
@@ -373,6 +375,7 @@ class BatchScheduler:
         deadline: float | None = None,
         *,
         bulk: bool = False,
+        quiet_seconds: float = BULK_QUIET_SECONDS,
     ) -> RunFuture:
         """Enqueue one request; return at once with its Future. Never blocks on the model.
 
@@ -391,6 +394,9 @@ class BatchScheduler:
         no online batch is ready or running nor ended in the last ``BULK_QUIET_SECONDS``, at
         most ``num_batch_threads - 1`` of them at once
         (one with a single thread), so online latency holds while a job runs.
+        ``quiet_seconds`` (a bulk queue's, when the call creates it) replaces
+        ``BULK_QUIET_SECONDS``: shadow traffic uses 0, so that its copies run between one
+        client's requests rather than only in pauses of the whole server.
 
         Raises ServingError at once: INVALID_ARGUMENT for inputs without a common positive row
         count, a task larger than ``max_batch_size`` without large batch splitting, or invalid
@@ -412,7 +418,7 @@ class BatchScheduler:
             if queue is None:
                 params.validate()
                 self._prune(now)
-                queue = _Queue(key, params, now, bulk)
+                queue = _Queue(key, params, now, bulk, quiet_seconds if bulk else 0.0)
                 self._queues[key] = queue
                 self._order.append(queue)
             queue.last_used = now
@@ -567,9 +573,9 @@ class BatchScheduler:
 
     # ------------------------------------------------------------------------------ the workers
 
-    def _bulk_may_start(self, now: float) -> bool:
+    def _bulk_may_start(self, queue: _Queue, now: float) -> bool:
         return (self._bulk_running < self._bulk_limit and not self._online_running
-                and now >= self._online_ended + BULK_QUIET_SECONDS)
+                and now >= self._online_ended + queue.quiet_seconds)
 
     def _take(self, index: int) -> tuple[_Queue, _Batch]:
         queue = self._order[index]
@@ -588,7 +594,7 @@ class BatchScheduler:
         if n == 1:
             queue = order[0]
             if queue.batches and (queue.immediate or queue.ready(now)) and (
-                    not queue.bulk or self._bulk_may_start(now)):
+                    not queue.bulk or self._bulk_may_start(queue, now)):
                 return self._take(0)
             return None
         bulk = -1
@@ -597,11 +603,11 @@ class BatchScheduler:
             queue = order[index]
             if queue.ready(now):
                 if queue.bulk:
-                    if bulk < 0:
+                    if bulk < 0 and self._bulk_may_start(queue, now):
                         bulk = index
                     continue
                 return self._take(index)
-        if bulk >= 0 and self._bulk_may_start(now):
+        if bulk >= 0:
             return self._take(bulk)
         return None
 
@@ -609,8 +615,8 @@ class BatchScheduler:
         # Bulk queues wait for a free bulk slot and no online batch running (a worker ending
         # one looks again), then for the quiet period after the last online batch.
         bulk_blocked = self._bulk_running >= self._bulk_limit or self._online_running
-        quiet_until = self._online_ended + BULK_QUIET_SECONDS
-        dues = [max(d, quiet_until) if q.bulk else d for q in self._order
+        ended = self._online_ended
+        dues = [max(d, ended + q.quiet_seconds) if q.bulk else d for q in self._order
                 if (d := q.due()) is not None and not (q.bulk and bulk_blocked)]
         return max(0.0, min(dues) - now) if dues else None
 

@@ -87,6 +87,10 @@ RECENT_KEPT_BYTES = 8 << 20
 _FRAMING = 16
 # Records the writer takes off the queue before it flushes.
 _RUN = 256
+# After its first record the writer waits this long for more, so that under traffic it wakes,
+# writes and flushes once per run of records rather than once per record (its Python time
+# holds the GIL the request path needs).
+LINGER_SECONDS = 0.05
 # How long a read waits for the records queued before it to be written.
 READ_WAIT_SECONDS = 10.0
 _STOP = object()
@@ -209,10 +213,9 @@ def _tensorflow() -> Any:
 
 def encode(exchange: Exchange, when: float, sampling_rate: float) -> bytes:
     """The serialized ``PredictionLog`` of ``exchange`` (see the module docstring), logged at
-    unix time ``when``. Raises ServingError for an output no TensorProto can hold."""
+    unix time ``when``. Raises ServingError for an output no TensorProto can hold. The caller
+    has imported TensorFlow through :func:`_tensorflow` (the writer thread does, once)."""
     from ..grpc import codec
-
-    _tensorflow()
 
     spec = codec.LogSpec(exchange.method, exchange.ref.name, exchange.version,
                          exchange.signature_name)
@@ -620,6 +623,8 @@ class RequestLog:
         tf: Any = None
         while True:
             run = [self._queue.get()]
+            if run[0] is not _STOP and self._queue.qsize() < _RUN:
+                time.sleep(LINGER_SECONDS)
             while len(run) < _RUN and run[-1] is not _STOP:
                 try:
                     run.append(self._queue.get_nowait())

@@ -17,7 +17,8 @@ What holds:
   :meth:`observe` once the serving version has answered; :meth:`observe` only samples and
   queues (it never blocks, runs a model or copies arrays), so the client's answer and latency
   never depend on the shadow. The shadow's own thread starts each run: a predict through the
-  data plane's bulk lane (the shared scheduler runs it only while online work is idle) on a
+  data plane's shadow lane (the shared scheduler runs it only while no online batch is ready
+  or running; unlike a bulk job's, without waiting for a quiet period) on a
   handle acquired on the candidate, a classify or regress (the candidate's ``run_examples``) on
   the service's request executor. At most ``max_pending`` runs are pending (sampled, not yet
   compared): a sampled request past that, or one the full bulk queue refuses, is dropped and
@@ -611,7 +612,7 @@ class ShadowTraffic:
                 handle.release()
                 raise
             call = PredictCall(handle, exchange.signature_name, signature, dict(exchange.inputs))
-            future = self._dataplane.submit_predict(call, bulk=True)
+            future = self._dataplane.submit_predict(call, shadow=True)
         except ServingError as exc:
             return self._done(shadow, error=exc.message != QUEUE_FULL_MESSAGE,
                               dropped=exc.message == QUEUE_FULL_MESSAGE)

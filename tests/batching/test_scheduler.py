@@ -810,3 +810,35 @@ def test_a_bulk_batch_waits_for_online_work_to_be_quiet(make_scheduler: MakeSche
     answer.result(WAIT)
     bulk.result(WAIT)
     assert started[0] - ended[0] >= BULK_QUIET_SECONDS * 0.9
+
+
+@pytest.mark.parametrize("quiet", [0.0, 0.5])
+def test_a_low_priority_queue_can_have_its_own_quiet_period(make_scheduler: MakeScheduler,
+                                                            quiet: float) -> None:
+    """``quiet_seconds`` replaces the bulk lane's quiet period for the queue it creates (shadow
+    traffic uses 0): the batch still waits for the running online batch, then for that long."""
+    import time
+
+    sched = make_scheduler(2)
+    ended: list[float] = []
+    started: list[float] = []
+
+    def online(inputs):
+        threading.Event().wait(0.05)
+        ended.append(time.monotonic())
+        return {"y": inputs["x"]}
+
+    def copy(inputs):
+        started.append(time.monotonic())
+        return {"y": inputs["x"]}
+
+    p = params(max_batch_size=1, num_batch_threads=2)
+    answer = sched.schedule("online", {"x": col(1)}, online, p)
+    low = sched.schedule("shadow", {"x": col(2)}, copy, p, bulk=True, quiet_seconds=quiet)
+    answer.result(WAIT)
+    low.result(WAIT)
+    assert started[0] >= ended[0]
+    if quiet:
+        assert started[0] - ended[0] >= quiet * 0.9
+    else:
+        assert started[0] - ended[0] < 0.5

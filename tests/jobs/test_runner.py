@@ -77,7 +77,7 @@ def test_a_job_writes_the_models_outputs_with_the_keys(runner, tmp_path: Path) -
     assert (report["rows_done"], report["rows_total"], report["shards_done"]) == (100, 100, 4)
     assert report["version"] == 1 and report["rows_per_second"] > 0
     assert service.in_flight().get(("m", 1), 0) == 0  # the pinned handle is released
-    assert {s.key[-1] for s in service.scheduler.queue_stats()} == {True}  # the bulk lane
+    assert {s.key[-1] for s in service.scheduler.queue_stats()} == {"bulk"}
 
 
 def test_resume_redoes_only_missing_shards(runner, tmp_path: Path) -> None:

@@ -210,7 +210,7 @@ def test_predict_classify_regress_equal_the_models_own(served, tmp_path: Path) -
     value = np.concatenate([p["value"] for p in parts])
     assert value.dtype == np.float32 and np.array_equal(value, values)
     assert json.loads((data / "r" / "manifest.json").read_text())["spec"]["method"] == "regress"
-    assert {s.key[-1] for s in service.scheduler.queue_stats()} == {True}  # the bulk lane
+    assert {s.key[-1] for s in service.scheduler.queue_stats()} == {"bulk"}
     assert service.in_flight().get(("ex", 1), 0) == 0
 
 
