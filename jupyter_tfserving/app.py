@@ -25,7 +25,7 @@ from .rest.handlers import GRPC_TARGET_SETTING, SERVICE_SETTING
 from .rest.request_path import drop_unwritten_debug
 from .rest.routes import api_handlers
 from .service import ModelService, ServiceOptions, load_signing_key
-from .traffic import request_log
+from .traffic import request_log, shadow
 
 if TYPE_CHECKING:  # pragma: no cover
     from .grpc.server import GrpcServer
@@ -282,6 +282,20 @@ class TFServingApp(ExtensionApp):
         help="Request logging: once a model's log files hold more than this many bytes, its "
         "oldest files are deleted.",
     )
+    shadow_max_pending = Int(
+        shadow.MAX_PENDING,
+        config=True,
+        help="Shadow traffic: copies of requests pending at once (sampled, not yet compared), "
+        "over all models; past that a sampled request is dropped and counted.",
+    )
+    shadow_max_cpu_share = Float(
+        shadow.MAX_CPU_SHARE,
+        config=True,
+        help="Shadow traffic: the share of one core's time the shadow's thread may spend "
+        "(starting copies, comparing answers); past it, over about a second, copies are "
+        "dropped and counted, so a shadow costs a busy server a bounded part of its "
+        "throughput. In (0, 1].",
+    )
     grpc_profiler = Bool(
         True,
         config=True,
@@ -320,10 +334,17 @@ class TFServingApp(ExtensionApp):
         return prefix
 
     @validate("max_upload_bytes", "max_request_bytes", "max_json_depth", "max_tensor_elements",
-              "request_log_max_file_bytes", "request_log_max_total_bytes")
+              "request_log_max_file_bytes", "request_log_max_total_bytes",
+              "shadow_max_pending")
     def _validate_positive(self, proposal: dict[str, Any]) -> int:
         if proposal["value"] < 1:
             raise TraitError(f"{proposal['trait'].name} must be at least 1")
+        return proposal["value"]
+
+    @validate("shadow_max_cpu_share")
+    def _validate_share(self, proposal: dict[str, Any]) -> float:
+        if not 0 < proposal["value"] <= 1:
+            raise TraitError("shadow_max_cpu_share must be in (0, 1]")
         return proposal["value"]
 
     @validate("grpc_port")
@@ -371,6 +392,8 @@ class TFServingApp(ExtensionApp):
             warmup_iterations=max(1, self.warmup_iterations),
             request_log_max_file_bytes=self.request_log_max_file_bytes,
             request_log_max_total_bytes=self.request_log_max_total_bytes,
+            shadow_max_pending=self.shadow_max_pending,
+            shadow_max_cpu_share=self.shadow_max_cpu_share,
             job_roots=self.job_roots(),
             model_batching=self.model_batching_options(),
             manager=ManagerOptions(

@@ -38,7 +38,13 @@ from .metrics.prometheus import make_registry
 from .metrics.stats import ServingStats, VersionStatsJSON
 from .traffic import request_log
 from .traffic.request_log import LoggedRequest, LoggingStatusJSON, RequestLog, RequestLogOptions
-from .traffic.shadow import MAX_PENDING, RequestEncoder, ShadowReportJSON, ShadowTraffic
+from .traffic.shadow import (
+    MAX_CPU_SHARE,
+    MAX_PENDING,
+    RequestEncoder,
+    ShadowReportJSON,
+    ShadowTraffic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +93,8 @@ class ServiceOptions:
     # Shadow traffic: runs pending at once (sampled, not yet compared), over all models; past
     # that a sampled request is dropped and counted.
     shadow_max_pending: int = MAX_PENDING
+    # ... and the share of one core's time its thread may spend; past that copies are dropped.
+    shadow_max_cpu_share: float = MAX_CPU_SHARE
     # Request logging (models.config's logging_config): a log file is closed at this size,
     # and a model's oldest files are deleted past the total.
     request_log_max_file_bytes: int = request_log.MAX_FILE_BYTES
@@ -203,7 +211,8 @@ class ModelService:
             self.manager, self.dataplane, self.executor,
             serving_version=self.control.serving_version,
             logging_on=self.request_log.is_on,
-            max_pending=options.shadow_max_pending)
+            max_pending=options.shadow_max_pending,
+            max_cpu_share=options.shadow_max_cpu_share)
         self.dataplane.add_exchange_observer(self.shadow.observe)
         self.manager.add_listener(self.shadow.version_changed)
         self.control.add_rollout_listener(self.shadow.rollout_changed)

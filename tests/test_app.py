@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from traitlets import TraitError
 
 from jupyter_tfserving.app import TFServingApp
 
@@ -32,9 +33,14 @@ def test_every_trait_has_help():
 
 def test_traits_become_plain_options(tmp_path):
     app = TFServingApp(model_root=str(tmp_path / "r"), max_num_load_retries=2,
-                       rest_api_timeout_in_ms=0, url_prefix="/serve/")
+                       rest_api_timeout_in_ms=0, url_prefix="/serve/", shadow_max_pending=8,
+                       shadow_max_cpu_share=0.25, request_log_max_file_bytes=1000)
     options = app.service_options()
     assert options.model_root == str(tmp_path / "r")
+    assert (options.shadow_max_pending, options.shadow_max_cpu_share) == (8, 0.25)
+    assert options.request_log_max_file_bytes == 1000
+    with pytest.raises(TraitError, match="shadow_max_cpu_share"):
+        TFServingApp(shadow_max_cpu_share=0)
     assert options.manager.max_num_load_retries == 2
     assert options.request_timeout_seconds is None
     assert app.api_prefix == "/serve"

@@ -22,7 +22,11 @@ What holds:
   handle acquired on the candidate, a classify or regress (the candidate's ``run_examples``) on
   the service's request executor. At most ``max_pending`` runs are pending (sampled, not yet
   compared): a sampled request past that, or one the full bulk queue refuses, is dropped and
-  counted (``dropped``); a run that fails is counted (``errors``), never retried.
+  counted (``dropped``); so is one sampled while the shadow's thread has used up its CPU
+  budget (``max_cpu_share`` of one core, :data:`MAX_CPU_SHARE`, over about a second: under
+  heavy traffic a shadow compares what that budget allows and costs the server a bounded
+  share, under light traffic it compares every copy). A run that fails is counted
+  (``errors``), never retried.
 - Each pair (the serving version's outputs, the candidate's) is compared output by output; see
   :func:`compare_output` for the rule and when an output, and a pair, *agrees*. ``agreement``
   is the fraction of pairs in which every output agrees.
@@ -74,6 +78,12 @@ log = logging.getLogger(__name__)
 
 # Shadow runs pending at once (sampled, not yet compared), over all models.
 MAX_PENDING = 64
+# The share of one core's time the shadow's own thread may spend (starting runs, comparing,
+# recording), over a second or so: copies past it are dropped, so a shadow costs a busy
+# server a bounded part of its throughput and a quiet one compares every copy. A copy costs
+# the server about three times its thread's time in all (the observer, the scheduler, the
+# candidate's run): benchmarks/README.md, "Traffic tools".
+MAX_CPU_SHARE = 0.02
 # Pairs kept in a report's "worst" list.
 WORST_KEPT = 10
 
@@ -394,15 +404,23 @@ class ShadowTraffic:
     def __init__(self, manager: Manager, dataplane: DataPlane, executor: Executor, *,
                  serving_version: Callable[[str], int | None],
                  logging_on: Callable[[str], bool] = lambda model: False,
-                 max_pending: int = MAX_PENDING, rng: random.Random | None = None) -> None:
+                 max_pending: int = MAX_PENDING, max_cpu_share: float = MAX_CPU_SHARE,
+                 rng: random.Random | None = None) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending}")
+        if not 0 < max_cpu_share <= 1:
+            raise ValueError(f"max_cpu_share must be in (0, 1], got {max_cpu_share}")
         self._manager = manager
         self._dataplane = dataplane
         self._executor = executor
         self._serving_version = serving_version
         self._logging_on = logging_on
         self.max_pending = max_pending
+        self.max_cpu_share = max_cpu_share
+        # A token bucket of the thread's CPU seconds: refilled at max_cpu_share per second,
+        # holding at most one second's worth; a copy is taken only while it is not empty.
+        self._budget = max_cpu_share
+        self._budget_at = time.monotonic()
         self._rng = rng if rng is not None else random.Random()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -516,7 +534,7 @@ class ShadowTraffic:
         with self._lock:
             if self._stopping or not shadow.active:
                 return
-            if self._pending >= self.max_pending:
+            if self._pending >= self.max_pending or not self._within_budget():
                 shadow.dropped += 1
                 return
             self._pending += 1
@@ -566,6 +584,15 @@ class ShadowTraffic:
                                             daemon=True)
             self._thread.start()
 
+    def _within_budget(self) -> bool:
+        """Refill the CPU budget for the time since the last look; True while it holds some.
+        Lock held."""
+        now = time.monotonic()
+        share = self.max_cpu_share
+        self._budget = min(share, self._budget + (now - self._budget_at) * share)
+        self._budget_at = now
+        return self._budget > 0
+
     def _work(self) -> None:
         while True:
             with self._lock:
@@ -574,10 +601,14 @@ class ShadowTraffic:
                 if self._stopping:
                     return
                 task = self._tasks.popleft()
+            started = time.thread_time()
             try:
                 task()
             except Exception:  # a bug here must not end the thread
                 log.exception("jupyter_tfserving: a shadow task failed")
+            spent = time.thread_time() - started
+            with self._lock:
+                self._budget -= spent
 
     def _post(self, task: Callable[[], None]) -> None:
         """Queue a task for the thread (from any thread); dropped once stopping."""

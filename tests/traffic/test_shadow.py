@@ -345,6 +345,24 @@ def test_a_full_shadow_queue_drops_and_counts(tmp_path, services):
     assert (report["pairs"], report["dropped"], report["errors"]) == (1, 3, 0)
 
 
+def test_copies_past_the_cpu_budget_are_dropped(tmp_path, services):
+    """The shadow's thread may spend ``max_cpu_share`` of a core: with a budget no copy fits
+    in, the first copy (taken while the budget is not empty) is compared and the copies
+    sampled after it, before the budget refills, are dropped and counted."""
+    services.append(service := serving(tmp_path, {1: Linear, 2: PlusHalf},
+                                       shadow_max_cpu_share=1e-9))
+    service.shadow.set("m", 2, 1.0)
+    predict(service, [1.0])
+    assert settled(service, 1)["pairs"] == 1
+    for i in range(5):
+        predict(service, [float(i)])
+    report = settled(service, 6)
+    assert (report["pairs"], report["dropped"]) == (1, 5)
+    with pytest.raises(ValueError, match="max_cpu_share"):
+        ShadowTraffic(service.manager, service.dataplane, service.executor,
+                      serving_version=service.control.serving_version, max_cpu_share=0)
+
+
 def test_a_fraction_samples_requests(tmp_path, services):
     services.append(service := serving(tmp_path, {1: Linear, 2: PlusHalf}))
     traffic = ShadowTraffic(service.manager, service.dataplane, service.executor,
