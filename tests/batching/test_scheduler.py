@@ -784,40 +784,16 @@ def test_no_bulk_batch_starts_while_an_online_batch_runs(make_scheduler: MakeSch
     assert bulk.result(WAIT)["y"].tolist() == [[2.0]]
 
 
-def test_a_bulk_batch_waits_for_online_work_to_be_quiet(make_scheduler: MakeScheduler) -> None:
+@pytest.mark.parametrize("quiet", [None, 0.0, 0.5])
+def test_a_bulk_batch_waits_for_online_work_to_be_quiet(make_scheduler: MakeScheduler,
+                                                        quiet: float | None) -> None:
     """After an online batch ends, a ready bulk batch waits ``BULK_QUIET_SECONDS`` (a closed-loop
-    client's next request comes in that gap) before it starts."""
+    client's next request comes in that gap) before it starts; ``quiet_seconds`` replaces that
+    for the queue it creates (shadow traffic uses 0): the batch still waits for the running
+    online batch, then for that long."""
     import time
 
     from jupyter_tfserving.batching.scheduler import BULK_QUIET_SECONDS
-
-    sched = make_scheduler(2)
-    ended: list[float] = []
-    started: list[float] = []
-
-    def online(inputs):
-        threading.Event().wait(0.05)
-        ended.append(time.monotonic())
-        return {"y": inputs["x"]}
-
-    def job(inputs):
-        started.append(time.monotonic())
-        return {"y": inputs["x"]}
-
-    p = params(max_batch_size=1, num_batch_threads=2)
-    answer = sched.schedule("online", {"x": col(1)}, online, p)
-    bulk = sched.schedule("job", {"x": col(2)}, job, p, bulk=True)
-    answer.result(WAIT)
-    bulk.result(WAIT)
-    assert started[0] - ended[0] >= BULK_QUIET_SECONDS * 0.9
-
-
-@pytest.mark.parametrize("quiet", [0.0, 0.5])
-def test_a_low_priority_queue_can_have_its_own_quiet_period(make_scheduler: MakeScheduler,
-                                                            quiet: float) -> None:
-    """``quiet_seconds`` replaces the bulk lane's quiet period for the queue it creates (shadow
-    traffic uses 0): the batch still waits for the running online batch, then for that long."""
-    import time
 
     sched = make_scheduler(2)
     ended: list[float] = []
@@ -834,11 +810,12 @@ def test_a_low_priority_queue_can_have_its_own_quiet_period(make_scheduler: Make
 
     p = params(max_batch_size=1, num_batch_threads=2)
     answer = sched.schedule("online", {"x": col(1)}, online, p)
-    low = sched.schedule("shadow", {"x": col(2)}, copy, p, bulk=True, quiet_seconds=quiet)
+    low = (sched.schedule("job", {"x": col(2)}, copy, p, bulk=True) if quiet is None else
+           sched.schedule("shadow", {"x": col(2)}, copy, p, bulk=True, quiet_seconds=quiet))
     answer.result(WAIT)
     low.result(WAIT)
     assert started[0] >= ended[0]
-    if quiet:
-        assert started[0] - ended[0] >= quiet * 0.9
-    else:
+    if quiet == 0.0:
         assert started[0] - ended[0] < 0.5
+    else:
+        assert started[0] - ended[0] >= (quiet or BULK_QUIET_SECONDS) * 0.9
