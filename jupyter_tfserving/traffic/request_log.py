@@ -87,10 +87,6 @@ RECENT_KEPT_BYTES = 8 << 20
 _FRAMING = 16
 # Records the writer takes off the queue before it flushes.
 _RUN = 256
-# After its first record the writer waits this long for more, so that under traffic it wakes,
-# writes and flushes once per run of records rather than once per record (its Python time
-# holds the GIL the request path needs).
-LINGER_SECONDS = 0.05
 # How long a read waits for the records queued before it to be written.
 READ_WAIT_SECONDS = 10.0
 _STOP = object()
@@ -623,8 +619,6 @@ class RequestLog:
         tf: Any = None
         while True:
             run = [self._queue.get()]
-            if run[0] is not _STOP and self._queue.qsize() < _RUN:
-                time.sleep(LINGER_SECONDS)
             while len(run) < _RUN and run[-1] is not _STOP:
                 try:
                     run.append(self._queue.get_nowait())
