@@ -27,7 +27,7 @@ from tornado import web
 from ..core.servable import Example, ExampleBatch
 from ..core.status import ServingError, invalid_argument
 from ..core.validation import check_canary_weight, parse_version
-from ..traffic.request_log import MAX_READ, LoggedRequest
+from ..traffic.request_log import LoggedRequest, check_count
 from ..traffic.shadow import ShadowRequest
 from . import v1
 from .handlers import GRPC_TARGET_SETTING, RoutedHandler, json_limits
@@ -80,14 +80,6 @@ def logged_json(record: LoggedRequest) -> dict[str, Any]:
 
 
 DEFAULT_LOGGED_REQUESTS = 20
-
-
-def _count(text: str) -> int:
-    """A query argument that counts records (``n``): INVALID_ARGUMENT unless 1 to the most a
-    read returns."""
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_READ:
-        raise invalid_argument(f"n must be an integer from 1 to {MAX_READ}, got {text!r}")
-    return int(text)
 
 
 def _optional_version(doc: dict[str, Any]) -> int | None:
@@ -219,7 +211,7 @@ class ManagementHandler(RoutedHandler):
         """``?n=20`` newest logged requests, as JSON or (``format=tfrecord``) the bytes of a
         TFRecord file of their PredictionLogs; read, and encoded, on a worker."""
         try:
-            n = _count(self.get_query_argument("n", str(DEFAULT_LOGGED_REQUESTS)))
+            n = check_count(self.get_query_argument("n", str(DEFAULT_LOGGED_REQUESTS)))
             fmt = self.get_query_argument("format", "json")
             if fmt not in ("json", "tfrecord"):
                 raise invalid_argument(f"Unknown format {fmt!r} (json or tfrecord)")

@@ -132,6 +132,16 @@ class LoggedRequest:
     outputs: dict[str, np.ndarray]
 
 
+def check_count(n: object) -> int:
+    """How many records a read asks for (an int, or its decimal text from a URL): 1 to
+    :data:`MAX_READ`, else INVALID_ARGUMENT."""
+    if isinstance(n, str) and n.isascii() and n.isdigit():
+        return check_count(int(n))
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_READ:
+        raise invalid_argument(f"n must be an integer from 1 to {MAX_READ}, got {n!r}")
+    return n
+
+
 def default_prefix(model: str) -> str:
     return DEFAULT_PREFIX.format(model=model)
 
@@ -671,8 +681,7 @@ class RequestLog:
         first, serialized: once the exchanges queued before the call are written (up to
         :data:`READ_WAIT_SECONDS`). A record cut short at the end of the file being written is
         not read. Blocking (TensorFlow's TFRecord reader)."""
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_READ:
-            raise invalid_argument(f"n must be an integer from 1 to {MAX_READ}, got {n!r}")
+        check_count(n)
         if self._thread is not None:
             self.drain(READ_WAIT_SECONDS)
         model_log = self._model_log(model)
